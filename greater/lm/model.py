@@ -1,0 +1,225 @@
+"""`LM`: a loaded causal LM with the operations every optimiser needs.
+
+Token layout of one example (the paper's, rendered by the tokenizer's own chat template):
+
+    head(question) | prompt tokens | tail | reasoning | extractor | answer
+    '<chat>{question}. Use' ' proper logical ...' '<end user><start assistant>' ...
+
+``head`` and ``tail`` come from rendering the chat template once with a sentinel where the
+prompt goes and splitting the rendered text there, so no model's template is ever sliced by hand.
+The prompt is tokenised on its own (with its leading space), which keeps its tokens stable while
+an optimiser edits them one at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from greater.cost import CostMeter
+from greater.lm.generation import Continuation, Generation, Generator
+
+logger = logging.getLogger(__name__)
+
+_SENTINEL = "\u2063GREATER_PROMPT\u2063"
+#: Text between the question and the optimised prompt (the paper's "{question}. Use {prompt}").
+PROMPT_JOINER = ". Use"
+#: Tokens that end an assistant turn in the chat formats of the supported families.
+_END_OF_TURN_TOKENS = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|endoftext|>", "<|end|>")
+MAX_PROMPT_TOKENS = 256
+
+
+class PromptError(ValueError):
+    """A prompt that cannot be used (empty, or longer than the model should be given)."""
+
+
+class LM:
+    """A causal LM plus its tokenizer, chat layout, generation engine and cost meter.
+
+    Args:
+        model: a transformers causal LM (eval mode, frozen parameters).
+        tokenizer: its tokenizer, with a chat template and a pad token.
+        name: the registry name or id the model was loaded by (recorded in results).
+        device: where ``model`` lives.
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer, *, name: str,
+                 device: torch.device | str = "cpu") -> None:
+        if getattr(tokenizer, "chat_template", None) is None:
+            raise ValueError(f"tokenizer of {name!r} has no chat template")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.device = torch.device(device)
+        self.meter = CostMeter()
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.stop_ids = self._find_stop_ids()
+        self.generator = Generator(model, pad_id=tokenizer.pad_token_id, stop_ids=self.stop_ids,
+                                   decode=self.decode, meter=self.meter, device=self.device)
+        self._head_cache: dict[str, list[int]] = {}
+        self._tail_ids: list[int] | None = None
+
+    @classmethod
+    def load(cls, name: str, *, dtype: str | torch.dtype | None = None,
+             device: str | None = None, cache_dir: str | None = None) -> "LM":
+        """Load a registry name, HF id or local folder (see :func:`greater.models.load_model`)."""
+        from greater.models import load_model
+
+        loaded = load_model(name, dtype=dtype, device=device, cache_dir=cache_dir)
+        return cls(loaded.model, loaded.tokenizer, name=name, device=loaded.device)
+
+    # ----------------------------------------------------------------- tokens and text
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` with no special tokens added."""
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """Tokens of an instruction prompt as it follows ``PROMPT_JOINER`` (leading space)."""
+        if not prompt or not prompt.strip():
+            raise PromptError("the prompt is empty")
+        ids = self.encode(" " + prompt.strip())
+        if len(ids) > MAX_PROMPT_TOKENS:
+            raise PromptError(f"the prompt has {len(ids)} tokens; at most {MAX_PROMPT_TOKENS} "
+                              "are allowed")
+        return ids
+
+    def prompt_text(self, ids: Sequence[int]) -> str:
+        """Inverse of :meth:`prompt_ids` (up to tokenisation)."""
+        return self.decode(ids).strip()
+
+    def extractor_ids(self, extractor: str) -> list[int]:
+        """Tokens of the answer extractor as it follows the reasoning (leading space)."""
+        return self.encode(" " + extractor)
+
+    def _render(self, user_text: str) -> str:
+        return self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": user_text}], tokenize=False, add_generation_prompt=True
+        )
+
+    def head_ids(self, question: str) -> list[int]:
+        """Tokens from the start of the chat up to and including ``PROMPT_JOINER``."""
+        if question not in self._head_cache:
+            rendered = self._render(question + PROMPT_JOINER + _SENTINEL)
+            head, tail = rendered.split(_SENTINEL)
+            self._head_cache[question] = self.encode(head)
+            if self._tail_ids is None:
+                self._tail_ids = self.encode(tail)
+        return self._head_cache[question]
+
+    @property
+    def tail_ids(self) -> list[int]:
+        """Tokens from the end of the user turn to the start of the assistant's reply."""
+        if self._tail_ids is None:
+            self.head_ids("?")
+        assert self._tail_ids is not None
+        return self._tail_ids
+
+    def chat_ids(self, user_text: str) -> list[int]:
+        """A whole single-turn chat, ready for the assistant's reply."""
+        return self.encode(self._render(user_text))
+
+    def _find_stop_ids(self) -> set[int]:
+        ids: set[int] = set()
+        eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        for value in (eos, self.tokenizer.eos_token_id):
+            if isinstance(value, int):
+                ids.add(value)
+            elif isinstance(value, (list, tuple)):
+                ids.update(int(v) for v in value)
+        vocab = self.tokenizer.get_vocab()
+        ids.update(vocab[t] for t in _END_OF_TURN_TOKENS if t in vocab)
+        return ids
+
+    # ------------------------------------------------------------------- generation
+    def generate(
+        self,
+        prefixes: Sequence[Sequence[int]],
+        suffixes: Sequence[Sequence[int]] | None = None,
+        *,
+        max_new_tokens: int,
+        continuation: Continuation | None = None,
+        batch_size: int = 16,
+        temperature: float = 0.0,
+        seed: int | None = None,
+        progress: str | None = None,
+    ) -> list[Generation]:
+        """Generate for every ``prefix + suffix`` row, ``batch_size`` rows at a time.
+
+        Rows are returned in ``prefix``-major order: row ``p * len(suffixes) + s``. Prefixes are
+        sorted by length before batching, so little compute goes to padding; each prefix is
+        prefilled once however many suffixes follow it. ``progress`` names a progress bar.
+        """
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        n_suf = len(suffixes) if suffixes is not None else 1
+        order = sorted(range(len(prefixes)), key=lambda p: -len(prefixes[p]))
+        per_batch = max(1, batch_size // n_suf)
+        rng = None
+        if temperature > 0:
+            rng = torch.Generator().manual_seed(0 if seed is None else seed)
+        results: list[Generation | None] = [None] * (len(prefixes) * n_suf)
+        bar = tqdm(total=len(results), desc=progress, disable=progress is None, leave=False)
+        try:
+            for start in range(0, len(order), per_batch):
+                chunk = order[start:start + per_batch]
+                out = self.generator.run(
+                    [prefixes[p] for p in chunk], suffixes,
+                    max_new_tokens=max_new_tokens, continuation=continuation,
+                    temperature=temperature, rng=rng, on_row_done=lambda _r: bar.update(1),
+                )
+                for k, p in enumerate(chunk):
+                    for s in range(n_suf):
+                        results[p * n_suf + s] = out[k * n_suf + s]
+        finally:
+            bar.close()
+        return [r for r in results if r is not None]
+
+    def chat(self, user_texts: Sequence[str], *, max_new_tokens: int = 256,
+             temperature: float = 0.0, seed: int | None = None, batch_size: int = 8) -> list[str]:
+        """Reply to each single-turn user message (the optimiser-LLM role of the baselines)."""
+        gens = self.generate([self.chat_ids(t) for t in user_texts], max_new_tokens=max_new_tokens,
+                             batch_size=batch_size, temperature=temperature, seed=seed)
+        self.meter.add_llm_calls(len(user_texts))
+        return [self.decode(g.ids) for g in gens]
+
+    # ------------------------------------------------------------------- embeddings
+    @property
+    def embedding_layer(self) -> torch.nn.Module:
+        return self.model.get_input_embeddings()
+
+    @property
+    def embed_scale(self) -> float:
+        """Factor the input embedding layer applies to its table rows (Gemma: sqrt(hidden))."""
+        scale = getattr(self.embedding_layer, "embed_scale", None)
+        if scale is None:
+            return 1.0
+        return float(scale.item() if torch.is_tensor(scale) else scale)
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Input embeddings ``[..., H]`` of token ids ``[...]``, exactly as the model embeds them."""
+        return self.embedding_layer(ids.to(self.device))
+
+    def vocab_strings(self) -> list[str]:
+        """Decoded text of every token id (index = id), cached."""
+        return _vocab_strings(self.tokenizer)
+
+
+@lru_cache(maxsize=8)
+def _vocab_strings(tokenizer) -> list[str]:
+    n = len(tokenizer)
+    return [tokenizer.decode([i]) for i in range(n)]
+
