@@ -174,9 +174,7 @@ def _step(lm: LM, task: Task, train: list[Example], cfg: GreaterConfig, state: _
         next_pos = 0
     state.prompt = prompt
     state.position = next_pos
-    state.replies = new_replies if cfg.use_reasoning or new_replies is not None else None
-    if new_replies is None:
-        state.replies = None
+    state.replies = new_replies  # the winner's replies are the next step's reasoning
     text = lm.prompt_text(prompt)
     if new_acc is not None:
         _remember(state, lm, new_acc, None)
