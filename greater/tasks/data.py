@@ -201,3 +201,15 @@ def require_str_list(record: Record, name: str) -> list[str]:
     if not items or not all(isinstance(item, str) for item in items):
         raise TaskError(f"{record.where}: field {name!r} must be a non-empty list of strings")
     return [item.strip() for item in items]
+
+
+def read_split_records(folder: str, filename: str, hub_repo: str, hub_config: str | None,
+                       hub_split: str, data_dir: Path | None) -> tuple[list[Record], str]:
+    """Records of one split file: ``<data_dir>/<folder>/<filename>``, else the hub's split.
+
+    Returns the records and a description of where they came from (for messages and logs).
+    """
+    if data_dir is not None:
+        path = data_dir / folder / filename
+        return read_jsonl(path), str(path)
+    return load_hub_split(hub_repo, hub_config, hub_split), f"hub {hub_repo} {hub_split}"

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from greater.tasks.base import AnswerType, Example, TaskError
-from greater.tasks.data import Record, load_hub_split, read_jsonl, require_str, require_str_list
-from greater.tasks.extractors import label_extractor, parser_for
-from greater.tasks.splits import head_split
+from greater.tasks.data import Record, read_split_records, require_str, require_str_list
+from greater.tasks.extractors import label_extractor
+from greater.tasks.splits import head_split_task
 from greater.tasks.task import Task
 
 logger = logging.getLogger(__name__)
@@ -47,32 +48,16 @@ def _example(record: Record) -> Example:
     return Example(input=folio_input(premises, conclusion), target=target)
 
 
-def _records(split: str, data_dir: Path | None) -> tuple[list[Record], str]:
-    if data_dir is not None:
-        path = data_dir / "folio" / f"folio-{split}.jsonl"
-        return read_jsonl(path), str(path)
-    return load_hub_split(HUB_REPO, None, split), f"hub {HUB_REPO} {split}"
-
-
 def load_folio(data_dir: Path | None) -> Task:
-    """Load FOLIO with its canonical splits (train[0:100], train[100:200], validation).
+    """Load FOLIO with its canonical splits (see :func:`greater.tasks.splits.head_split`).
 
     Raises:
         TaskError: missing or malformed data, or no data directory and no hub.
     """
-    train_records, train_source = _records("train", data_dir)
-    train_examples = [_example(record) for record in train_records]
-    test_records, test_source = _records("validation", data_dir)
-    test_examples = [_example(record) for record in test_records]
-    train, dev, test = head_split(train_examples, test_examples, train_source)
-    logger.info("folio: %d/%d/%d examples (train/dev/test) from %s and %s",
-                len(train), len(dev), len(test), train_source, test_source)
-    return Task(
-        name="folio",
-        answer_type=AnswerType.THREE_WAY,
-        train=train,
-        dev=dev,
-        test=test,
-        extractor=FOLIO_EXTRACTOR,
-        parser=parser_for(AnswerType.THREE_WAY),
+    return head_split_task(
+        "folio", AnswerType.THREE_WAY, FOLIO_EXTRACTOR, _example,
+        train=partial(read_split_records, "folio", "folio-train.jsonl", HUB_REPO, None, "train",
+                      data_dir=data_dir),
+        test=partial(read_split_records, "folio", "folio-validation.jsonl", HUB_REPO, None, "validation",
+                      data_dir=data_dir),
     )

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 import re
+from functools import partial
 from pathlib import Path
 
 from greater.tasks.base import AnswerType, Example, TaskError
-from greater.tasks.data import Record, load_hub_split, read_jsonl, require_str
-from greater.tasks.extractors import number_extractor, parser_for
+from greater.tasks.data import Record, read_split_records, require_str
+from greater.tasks.extractors import number_extractor
 from greater.tasks.parsing import normalize_number
-from greater.tasks.splits import head_split
+from greater.tasks.splits import head_split_task
 from greater.tasks.task import Task
 
 logger = logging.getLogger(__name__)
@@ -49,32 +50,16 @@ def _example(record: Record) -> Example:
     return Example(input=question, target=gold)
 
 
-def _records(split: str, data_dir: Path | None) -> tuple[list[Record], str]:
-    if data_dir is not None:
-        path = data_dir / "gsm8k" / f"{split}.jsonl"
-        return read_jsonl(path), str(path)
-    return load_hub_split(HUB_REPO, HUB_CONFIG, split), f"hub {HUB_REPO} {split}"
-
-
 def load_gsm8k(data_dir: Path | None) -> Task:
-    """Load GSM8K with its canonical splits (train[0:100], train[100:200], test).
+    """Load GSM8K with its canonical splits (see :func:`greater.tasks.splits.head_split`).
 
     Raises:
         TaskError: missing or malformed data, or no data directory and no hub.
     """
-    train_records, train_source = _records("train", data_dir)
-    train_examples = [_example(record) for record in train_records]
-    test_records, test_source = _records("test", data_dir)
-    test_examples = [_example(record) for record in test_records]
-    train, dev, test = head_split(train_examples, test_examples, train_source)
-    logger.info("gsm8k: %d/%d/%d examples (train/dev/test) from %s and %s",
-                len(train), len(dev), len(test), train_source, test_source)
-    return Task(
-        name="gsm8k",
-        answer_type=AnswerType.NUMBER,
-        train=train,
-        dev=dev,
-        test=test,
-        extractor=GSM8K_EXTRACTOR,
-        parser=parser_for(AnswerType.NUMBER),
+    return head_split_task(
+        "gsm8k", AnswerType.NUMBER, GSM8K_EXTRACTOR, _example,
+        train=partial(read_split_records, "gsm8k", "train.jsonl", HUB_REPO, HUB_CONFIG, "train",
+                      data_dir=data_dir),
+        test=partial(read_split_records, "gsm8k", "test.jsonl", HUB_REPO, HUB_CONFIG, "test",
+                      data_dir=data_dir),
     )

@@ -12,10 +12,13 @@ FOLIO                      train[0:100]      train[100:200]         validation (
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TypeVar
 
 from greater.tasks.base import TaskError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["BBH_TRAIN", "HEAD_TRAIN", "HEAD_DEV", "bbh_split", "head_split"]
 
@@ -60,3 +63,22 @@ def head_split(
             f"{source}: {len(train_file)} rows; the canonical train/dev splits need at least {need}"
         )
     return list(train_file[:HEAD_TRAIN]), list(train_file[HEAD_TRAIN:need]), list(test_file)
+
+
+def head_split_task(name: str, answer_type, extractor: str, make_example,
+                    *, train, test):
+    """A GSM8K/FOLIO-style task: examples from a training file and a test file, then
+    :func:`head_split`. ``train``/``test`` are callables returning (records, source), read in
+    that order; ``make_example`` turns a record into an :class:`Example`."""
+    from greater.tasks.extractors import parser_for
+    from greater.tasks.task import Task
+
+    train_records, train_source = train()
+    train_examples = [make_example(r) for r in train_records]
+    test_records, test_source = test()
+    tr, dev, te = head_split(train_examples, [make_example(r) for r in test_records],
+                             train_source)
+    logger.info("%s: %d/%d/%d examples (train/dev/test) from %s and %s",
+                name, len(tr), len(dev), len(te), train_source, test_source)
+    return Task(name=name, answer_type=answer_type, train=tr, dev=dev, test=te,
+                extractor=extractor, parser=parser_for(answer_type))
