@@ -21,7 +21,6 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -100,7 +99,8 @@ def _prompt_nll(lm: LM, examples: list[Example], prompts: list[list[int]]) -> li
 
 
 def _step(lm: LM, task: Task, train: list[Example], cfg: GreaterConfig, state: _State,
-          rng, initial_len: int) -> StepRecord:
+          rng, initial_len: int, step_no: int) -> StepRecord:
+    """Run optimisation step ``step_no`` (1-based) on ``state``; return its record."""
     meter = lm.meter
     t0 = time.perf_counter()
     details: dict = {}
@@ -110,7 +110,7 @@ def _step(lm: LM, task: Task, train: list[Example], cfg: GreaterConfig, state: _
                                                    max_new_tokens=cfg.max_new_tokens,
                                                    batch_size=cfg.batch_size)]
     before_acc = _train_accuracy(task, train, state.replies)
-    _remember(state, lm, before_acc, None)
+    _remember(state, lm, before_acc, step_no - 1)  # the prompt as the previous step left it
 
     i = state.position
     prompt = list(state.prompt)
@@ -177,14 +177,15 @@ def _step(lm: LM, task: Task, train: list[Example], cfg: GreaterConfig, state: _
     state.replies = new_replies  # the winner's replies are the next step's reasoning
     text = lm.prompt_text(prompt)
     if new_acc is not None:
-        _remember(state, lm, new_acc, None)
+        _remember(state, lm, new_acc, step_no)
     details.update(chosen=token_text, truncated=truncated,
                    train_accuracy_before=before_acc)
-    return StepRecord(step=0, prompt=text, loss=grad.loss, train_accuracy=new_acc,
+    return StepRecord(step=step_no, prompt=text, loss=grad.loss, train_accuracy=new_acc,
                       seconds=time.perf_counter() - t0, details=details)
 
 
-def _remember(state: _State, lm: LM, train_acc: float, step: int | None) -> None:
+def _remember(state: _State, lm: LM, train_acc: float, step: int) -> None:
+    """Keep the current prompt as a contender for the final choice (first sighting wins)."""
     text = lm.prompt_text(state.prompt)
     if text not in state.contenders:
         state.contenders[text] = PromptScore(prompt=text, train_accuracy=train_acc, step=step)
@@ -219,11 +220,7 @@ def optimize(lm: LM, task: Task, config: GreaterConfig | None = None, *,
 
     bar = tqdm(range(cfg.steps), desc=f"GReaTer {task.name}", disable=not progress)
     for step in bar:
-        record = _step(lm, task, train, cfg, state, rng, len(initial))
-        record.step = step + 1
-        for c in state.contenders.values():
-            if c.step is None:
-                c.step = step
+        record = _step(lm, task, train, cfg, state, rng, len(initial), step + 1)
         history.append(record)
         bar.set_postfix(pos=record.details["position"],
                         acc=record.details["train_accuracy_before"],
