@@ -76,9 +76,9 @@ def _cmd_eval(args) -> int:
     from greater.evaluate import ZERO_SHOT_COT_PROMPT, evaluate
 
     lm, task = _load(args)
-    result = evaluate(lm, task, prompt=args.prompt or ZERO_SHOT_COT_PROMPT, split=args.split,
-                      limit=args.limit, max_new_tokens=args.max_new_tokens,
-                      batch_size=args.batch_size)
+    prompt = ZERO_SHOT_COT_PROMPT if args.prompt is None else args.prompt  # "" is an error
+    result = evaluate(lm, task, prompt=prompt, split=args.split, limit=args.limit,
+                      max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     print(f"model {result.model}  task {result.task}  split {result.split}  "
           f"accuracy {result.accuracy:.3f} ({result.n_correct}/{result.n_examples}, "
           f"{result.n_unparsed} unparsed)  generated {result.cost.generated_tokens} tokens "

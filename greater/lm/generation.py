@@ -183,11 +183,11 @@ class Generator:
         live = list(range(n_rows))  # row index of each batch slot
         steps = [0] * n_rows
         while live:
-            next_tokens = self._choose(logits, temperature, rng)
+            next_tokens = self._choose(logits, temperature, rng).tolist()  # one device sync
             keep: list[int] = []
             feed: list[int] = []
             for slot, r in enumerate(live):
-                token = self._advance(rows[r], int(next_tokens[slot]), steps, r,
+                token = self._advance(rows[r], next_tokens[slot], steps, r,
                                       max_new_tokens, continuation)
                 if token is None:
                     if on_row_done is not None:

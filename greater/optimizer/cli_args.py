@@ -13,6 +13,8 @@ import os
 from typing import Any
 
 METHOD_NAMES = ("greater", "zscot", "ape", "apo", "textgrad", "gcg")
+#: Methods that ask an optimiser LLM (the task model itself unless an endpoint is given).
+LLM_OPTIMISED = ("ape", "apo", "textgrad")
 
 # flag -> (config field, type, help)
 _FIELD_FLAGS: dict[str, tuple[str, Any, str]] = {
@@ -72,10 +74,10 @@ def run_optimize(args: argparse.Namespace, lm, task):
     from baselines import get_method
 
     method = get_method(args.method)
-    config = build_config(method.config_cls, args)
+    config = build_config(method.config, args)
     kwargs: dict[str, Any] = {"checkpoint": args.checkpoint or args.out}
     if args.optimizer_base_url:
-        if not method.uses_optimizer_llm:
+        if args.method not in LLM_OPTIMISED:
             raise ValueError(f"method {args.method!r} uses no optimiser LLM")
         if not args.optimizer_model:
             raise ValueError("--optimizer-base-url needs --optimizer-model")

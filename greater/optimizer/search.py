@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from greater.evaluate import accuracy, score_examples
+from greater.evaluate import score_examples
 from greater.lm import LM
 from greater.lm.gradients import (
     LossSequence,
@@ -38,6 +38,7 @@ from greater.optimizer.config import GreaterConfig
 from greater.responses import PromptEdits, Response, respond
 from greater.result import OptimizationResult, PromptScore, StepRecord
 from greater.seeding import seed_everything
+from greater.selection import choose_final
 from greater.tasks import Example, Task
 from greater.versions import library_versions
 
@@ -52,7 +53,8 @@ class _State:
     contenders: dict[str, PromptScore] = field(default_factory=dict)
 
 
-def _allowed_mask(lm: LM, mode: str) -> torch.Tensor:
+def allowed_mask(lm: LM, mode: str) -> torch.Tensor:
+    """``[V]`` bool mask of the tokens ``mode`` permits in a prompt (cached on the LM)."""
     cache = lm.__dict__.setdefault("_allowed_masks", {})
     if mode not in cache:
         special = [i for i in lm.tokenizer.all_special_ids]
@@ -69,7 +71,7 @@ def _train_accuracy(task: Task, examples: list[Example], replies: list[Response]
     return sum(task.is_correct(r.text, ex) for ex, r in zip(examples, replies)) / len(examples)
 
 
-def _loss_sequences(lm: LM, task: Task, examples: list[Example], prompt: list[int],
+def loss_sequences(lm: LM, task: Task, examples: list[Example], prompt: list[int],
                     replies: list[Response] | None) -> list[LossSequence]:
     """Token rows ``head | prompt | tail | reasoning | extractor | answer`` per example."""
     extractor = lm.extractor_ids(task.extractor)
@@ -114,7 +116,7 @@ def _step(lm: LM, task: Task, train: list[Example], cfg: GreaterConfig, state: _
 
     i = state.position
     prompt = list(state.prompt)
-    allowed = _allowed_mask(lm, cfg.token_filter)
+    allowed = allowed_mask(lm, cfg.token_filter)
     with meter.phase("proposal"):
         logprobs = _proposal_logprobs(lm, train, prompt[:i])
         if i == len(prompt):  # grow: a placeholder, the most likely allowed token on average
@@ -128,7 +130,7 @@ def _step(lm: LM, task: Task, train: list[Example], cfg: GreaterConfig, state: _
             top_k_growth=cfg.top_k_growth, current=prompt[i],
             banned=prompt[i - 1] if i > 0 else None, rng=rng)
     with meter.phase("gradient"):
-        seqs = _loss_sequences(lm, task, train, prompt,
+        seqs = loss_sequences(lm, task, train, prompt,
                                state.replies if cfg.use_reasoning else None)
         grad = onehot_gradients(lm, seqs, [i], torch.tensor(candidates),
                                 temperature=cfg.ce_temperature, weight=cfg.perplexity_weight,
@@ -244,26 +246,14 @@ def optimize(lm: LM, task: Task, config: GreaterConfig | None = None, *,
 
 
 def _choose_final(lm: LM, task: Task, cfg: GreaterConfig, state: _State):
-    """Compare the best contenders on dev; score the winner on test."""
+    """Compare the best contenders (by train accuracy, later steps first) on dev."""
     ranked = sorted(state.contenders.values(),
                     key=lambda c: (-(c.train_accuracy or 0.0), -(c.step or 0)))
-    dev = task.dev[: cfg.n_dev] if cfg.n_dev is not None else task.dev
-    best: PromptScore | None = None
-    with lm.meter.phase("dev"):
-        for c in ranked[: cfg.n_contenders]:
-            records = score_examples(lm, task, dev, lm.prompt_ids(c.prompt),
-                                     max_new_tokens=cfg.max_new_tokens,
-                                     batch_size=cfg.batch_size)
-            c.dev_accuracy = accuracy(records)
-            if best is None or c.dev_accuracy > best.dev_accuracy:
-                best = c
-    assert best is not None
-    test_acc = None
-    test = task.test[: cfg.n_test] if cfg.n_test is not None else task.test
-    if test:
-        with lm.meter.phase("test"):
-            records = score_examples(lm, task, test, lm.prompt_ids(best.prompt),
-                                     max_new_tokens=cfg.max_new_tokens,
-                                     batch_size=cfg.batch_size)
-        test_acc = accuracy(records)
+
+    def scorer(prompt: str, examples):
+        return score_examples(lm, task, examples, lm.prompt_ids(prompt),
+                              max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size)
+
+    best, test_acc = choose_final(task, ranked, scorer, lm.meter, n_contenders=cfg.n_contenders,
+                                  n_dev=cfg.n_dev, n_test=cfg.n_test)
     return best.prompt, best.dev_accuracy, test_acc

@@ -1,0 +1,169 @@
+"""GCG (Zou et al. 2023) applied to prompt optimisation: GReaTer without candidate proposal
+and without reasoning.
+
+The loss is GReaTer's, on the answer right after ``question | prompt | extractor`` (no
+reasoning chain): rows built by GReaTer's ``loss_sequences(..., replies=None)``. Each step:
+
+1. one-hot gradients of the loss over every allowed token at every prompt position
+   (GReaTer's ``onehot_gradients``; ``[P, C]``);
+2. the ``top_k`` most negative tokens per position (the current token and disallowed tokens
+   excluded);
+3. ``search_width`` random single-token swaps (a uniform position, a uniform token of its
+   top-k; drawn with the run's seed), de-duplicated and, with ``filter_retokenization``, only
+   those whose text re-tokenises to the same ids (nanoGCG's ``filter_ids``);
+4. forward evaluation of the swaps' mean loss (``sequence_losses``); the prompt moves to the
+   best swap, as in GCG, and the lowest-loss prompts seen are the contenders for dev.
+
+No reply is generated during the search (``train_accuracy`` is None); the loss is the mean
+per-example loss.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+from greater.lm.gradients import onehot_gradients, sequence_losses
+from greater.optimizer.config import TOKEN_FILTERS
+from greater.optimizer.search import allowed_mask, loss_sequences
+from greater.result import OptimizationResult, StepRecord
+from greater.tasks import Task
+from tqdm.auto import tqdm
+
+from baselines.common import BaseConfig, Run, Scorer
+from baselines.engines import ChatEngine
+
+
+@dataclass(frozen=True)
+class GCGConfig(BaseConfig):
+    """Configuration of :func:`optimize` (GCG). Defaults follow the GCG paper.
+
+    Attributes:
+        steps: optimisation steps (500).
+        top_k: tokens kept per position from the gradient (256).
+        search_width: random single-token swaps evaluated per step (512).
+        ce_temperature: temperature dividing the answer logits (1.0: plain cross-entropy).
+        perplexity_weight: weight of the prompt NLL in the loss (0.0: the answer loss only).
+        token_filter: allowed tokens, as GReaTer's ("ascii": letters, spaces, "." and ",").
+        filter_retokenization: drop swaps whose text does not re-tokenise to the same ids.
+        grad_batch_size: examples per forward/backward pass of the gradient.
+        eval_batch_size: rows per forward pass when evaluating swaps.
+        n_contenders: the lowest-loss prompts seen compared on dev.
+    """
+
+    steps: int = 500
+    top_k: int = 256
+    search_width: int = 512
+    ce_temperature: float = 1.0
+    perplexity_weight: float = 0.0
+    token_filter: str = "ascii"
+    filter_retokenization: bool = True
+    grad_batch_size: int = 8
+    eval_batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("steps", "top_k", "search_width", "grad_batch_size", "eval_batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.ce_temperature <= 0:
+            raise ValueError(f"ce_temperature must be > 0, got {self.ce_temperature}")
+        if self.perplexity_weight < 0:
+            raise ValueError(f"perplexity_weight must be >= 0, got {self.perplexity_weight}")
+        if self.token_filter not in TOKEN_FILTERS:
+            raise ValueError(f"token_filter must be one of {TOKEN_FILTERS}, "
+                             f"got {self.token_filter!r}")
+
+
+def top_k_swaps(grad: torch.Tensor, candidates: torch.Tensor, allowed: torch.Tensor,
+                prompt: list[int], top_k: int) -> torch.Tensor:
+    """``[P, k]`` token ids with the most negative gradient per position.
+
+    Args:
+        grad: ``[P, C]`` one-hot gradient over ``candidates`` (``[C]`` token ids).
+        allowed: ``[V]`` bool mask; disallowed candidates and each position's current token
+            are never proposed.
+    """
+    g = grad.clone().float()
+    g[:, ~allowed[candidates]] = float("inf")
+    for pos, tok in enumerate(prompt):
+        g[pos, candidates == tok] = float("inf")
+    k = min(top_k, int(torch.isfinite(g).sum(1).min()))
+    return candidates[g.topk(max(k, 1), dim=1, largest=False).indices]
+
+
+def _mean_losses(lm, task, train, prompts: list[list[int]], cfg: GCGConfig) -> list[float]:
+    """Mean per-example loss of each prompt (forward only)."""
+    seqs = [s for p in prompts for s in loss_sequences(lm, task, train, p, None)]
+    total = sequence_losses(lm, seqs, temperature=cfg.ce_temperature,
+                            weight=cfg.perplexity_weight, batch_size=cfg.eval_batch_size).total
+    return total.view(len(prompts), len(train)).mean(1).tolist()
+
+
+def optimize(lm, task: Task, config: GCGConfig | None = None, *,
+             optimizer_llm: ChatEngine | None = None, progress: bool = True,
+             checkpoint: str | os.PathLike | None = None,
+             scorer: Scorer | None = None) -> OptimizationResult:
+    """Run GCG on ``task`` (``optimizer_llm`` must be None: GCG uses gradients only)."""
+    cfg = config or GCGConfig()
+    if optimizer_llm is not None:
+        raise ValueError("GCG uses no optimiser LLM; pass optimizer_llm=None")
+    run = Run("gcg", lm, task, cfg, scorer=scorer, checkpoint=checkpoint)
+    allowed = allowed_mask(lm, cfg.token_filter)
+    allowed_ids = allowed.nonzero().flatten()
+    prompt = lm.prompt_ids(cfg.initial_prompt)
+    seen: dict[str, tuple[float, int]] = {}  # prompt text -> (mean loss, step)
+    for step in tqdm(range(1, cfg.steps + 1), desc=f"GCG {task.name}", disable=not progress):
+        t0 = time.perf_counter()
+        candidates = torch.unique(torch.cat([allowed_ids, torch.tensor(prompt)]))
+        with lm.meter.phase("gradient"):
+            seqs = loss_sequences(lm, task, run.train, prompt, None)
+            grad = onehot_gradients(lm, seqs, list(range(len(prompt))), candidates,
+                                    temperature=cfg.ce_temperature,
+                                    weight=cfg.perplexity_weight, batch_size=cfg.grad_batch_size)
+        current_loss = grad.loss / len(run.train)
+        seen.setdefault(lm.prompt_text(prompt), (current_loss, step - 1))
+        top = top_k_swaps(grad.grad, candidates, allowed, prompt, cfg.top_k)
+        swaps: dict[tuple[int, ...], tuple[int, int]] = {}
+        n_retok = 0
+        for _ in range(cfg.search_width):
+            pos = run.rng.randrange(len(prompt))
+            tok = int(top[pos, run.rng.randrange(top.shape[1])])
+            new = list(prompt)
+            new[pos] = tok
+            key = tuple(new)
+            if key in swaps:
+                continue
+            if cfg.filter_retokenization and not _retokenizes(lm, new):
+                n_retok += 1
+                continue
+            swaps[key] = (pos, tok)
+        details = {"current_loss": current_loss, "n_swaps": len(swaps),
+                   "n_filtered_retokenization": n_retok}
+        loss = None
+        if swaps:
+            keys = list(swaps)
+            with lm.meter.phase("evaluate"):
+                losses = _mean_losses(lm, task, run.train, [list(k) for k in keys], cfg)
+            best = min(range(len(keys)), key=lambda i: (losses[i], i))
+            pos, tok = swaps[keys[best]]
+            details.update(position=pos, replaced=lm.decode([prompt[pos]]),
+                           chosen=lm.decode([tok]))
+            prompt, loss = list(keys[best]), losses[best]
+            seen.setdefault(lm.prompt_text(prompt), (loss, step))
+        details["best_loss"] = min(v[0] for v in seen.values())
+        run.add_step(StepRecord(step=step, prompt=lm.prompt_text(prompt), loss=loss,
+                                seconds=time.perf_counter() - t0, details=details))
+    ranked = sorted(seen.items(), key=lambda kv: (kv[1][0], -kv[1][1]))
+    contenders = [run.remember(text, train_accuracy=None, step=st) for text, (_, st) in ranked]
+    return run.finish(contenders)
+
+
+def _retokenizes(lm, ids: list[int]) -> bool:
+    try:
+        return lm.prompt_ids(lm.prompt_text(ids)) == list(ids)
+    except ValueError:
+        return False

@@ -1,0 +1,104 @@
+"""Evaluation throughput: batched KV-cached generation vs one example at a time vs HF generate.
+
+smollm2-135m bf16, 2 threads, BBH boolean_expressions dev, max_new_tokens 256, zero-shot CoT.
+The batched path scores 32 examples at batch 16. The one-at-a-time paths (our code path with
+batch_size=1, and a naive baseline calling HF ``model.generate`` per example for the reasoning,
+then again for the answer after the extractor) run on the first BENCH_SEQUENTIAL_N examples
+(default: the same 32). Fewer makes the run shorter but the workload differs (smollm2 replies
+to some questions in a few tokens), so keep 32 for the ratio. Both the generated tokens per
+second and the wall time for the same examples are recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+import torch
+
+from conftest import machine_info
+from greater.evaluate import ZERO_SHOT_COT_PROMPT, score_examples
+from greater.responses import ANSWER_MAX_TOKENS
+
+N_EXAMPLES = 32
+N_SEQUENTIAL = int(os.environ.get("BENCH_SEQUENTIAL_N", "32"))
+MAX_NEW_TOKENS = 256
+BATCH = 16
+RATES: dict[str, float] = {}
+
+
+def _run_ours(lm, task, examples, batch_size):
+    before = lm.meter.snapshot()
+    t0 = time.perf_counter()
+    records = score_examples(lm, task, examples, lm.prompt_ids(ZERO_SHOT_COT_PROMPT),
+                             max_new_tokens=MAX_NEW_TOKENS, batch_size=batch_size)
+    seconds = time.perf_counter() - t0
+    tokens = lm.meter.snapshot().generated_tokens - before.generated_tokens
+    return records, tokens, seconds
+
+
+def _extra(benchmark, name, n, tokens, seconds, records=None):
+    rate = tokens / seconds
+    RATES[name] = rate
+    benchmark.extra_info.update(machine_info())
+    benchmark.extra_info.update({"path": name, "examples": n, "generated_tokens": tokens,
+                                 "seconds": round(seconds, 2), "tokens_per_second": round(rate, 2),
+                                 "max_new_tokens": MAX_NEW_TOKENS})
+    if records is not None:
+        benchmark.extra_info["accuracy"] = sum(r.correct for r in records) / len(records)
+    print(f"\n{name}: {tokens} tokens in {seconds:.1f} s = {rate:.1f} tok/s")
+
+
+def test_one_at_a_time_same_code_path(benchmark, lm_bf16, bool_task):
+    examples = bool_task.dev[:N_SEQUENTIAL]
+    out = benchmark.pedantic(_run_ours, args=(lm_bf16, bool_task, examples, 1), rounds=1,
+                             iterations=1)
+    records, tokens, seconds = out
+    _extra(benchmark, "ours_batch1", len(examples), tokens, seconds, records)
+
+
+def test_one_at_a_time_naive_hf_generate(benchmark, lm_bf16, bool_task):
+    lm, task = lm_bf16, bool_task
+    examples = task.dev[:N_SEQUENTIAL]
+    prompt = lm.prompt_ids(ZERO_SHOT_COT_PROMPT)
+    extractor = lm.extractor_ids(task.extractor)
+    stop = sorted(lm.stop_ids)
+
+    def gen(ids, n):
+        x = torch.tensor([ids])
+        with torch.inference_mode():
+            out = lm.model.generate(input_ids=x, attention_mask=torch.ones_like(x),
+                                    do_sample=False, max_new_tokens=n, eos_token_id=stop,
+                                    pad_token_id=lm.tokenizer.pad_token_id)
+        new = out[0, len(ids):].tolist()
+        return [t for t in new if t not in lm.stop_ids]
+
+    def run():
+        t0 = time.perf_counter()
+        tokens, correct = 0, 0
+        for ex in examples:
+            row = lm.head_ids(ex.input) + prompt + lm.tail_ids
+            reasoning = gen(row, MAX_NEW_TOKENS)
+            answer = gen(row + reasoning + extractor, ANSWER_MAX_TOKENS)
+            tokens += len(reasoning) + len(answer)
+            text = f"{lm.decode(reasoning).strip()} {task.extractor}{lm.decode(answer)}"
+            correct += task.is_correct(text, ex)
+        return tokens, time.perf_counter() - t0, correct
+
+    tokens, seconds, correct = benchmark.pedantic(run, rounds=1, iterations=1)
+    _extra(benchmark, "hf_generate_per_example", len(examples), tokens, seconds)
+    benchmark.extra_info["accuracy"] = correct / len(examples)
+
+
+def test_batched_kv_cached(benchmark, lm_bf16, bool_task):
+    examples = bool_task.dev[:N_EXAMPLES]
+    assert len(examples) == N_EXAMPLES
+    records, tokens, seconds = benchmark.pedantic(
+        _run_ours, args=(lm_bf16, bool_task, examples, BATCH), rounds=1, iterations=1)
+    _extra(benchmark, f"ours_batch{BATCH}", len(examples), tokens, seconds, records)
+    rate = RATES[f"ours_batch{BATCH}"]
+    for name in ("ours_batch1", "hf_generate_per_example"):
+        if name in RATES:
+            benchmark.extra_info[f"ratio_vs_{name}"] = round(rate / RATES[name], 2)
+            print(f"batched / {name}: {rate / RATES[name]:.2f}x")
