@@ -5,8 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-import torch
+# OpenMP threads that spin while waiting slow torch down 20-60x when another process holds a
+# core (seen on shared 2-core machines); passive waiting costs nothing when the CPU is free.
+# Must be set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,4 +39,5 @@ def lm16():
     """smollm2-135m in bfloat16, the default on this CPU (end-to-end runs)."""
     from greater.lm import LM
 
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
     return LM.load("smollm2-135m", dtype="bf16", device="cpu")

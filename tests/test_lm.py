@@ -123,6 +123,20 @@ def _stability_params():
             yield pytest.param(name, kind, marks=marks, id=f"{name}-{kind}")
 
 
+@pytest.mark.parametrize("name,kind", [(n, k) for n in STAND_INS
+                                       for k in [t.value for t in AnswerType] + ["number_gsm8k"]])
+def test_loss_split_follows_the_joint_tokenisation(name, kind, stand_in, tasks_by_kind):
+    """What the loss uses: (context, answer) is the tokenizer's own split of the joined text,
+    the answer is never empty, and it decodes to text ending in the gold answer."""
+    lm = stand_in(name)
+    task = tasks_by_kind[kind]
+    for answer in sorted({task.answer_text(ex) for ex in task.examples}):
+        context, ids = lm.extractor_answer_ids(task.extractor, answer)
+        assert context + ids == lm.encode(" " + task.extractor + answer)
+        assert ids and lm.decode(ids).endswith(answer)
+        assert context == lm.extractor_ids(task.extractor)[: len(context)]
+
+
 @pytest.mark.parametrize("name,kind", list(_stability_params()))
 def test_extractor_answer_tokenisation_is_stable(name, kind, stand_in, tasks_by_kind):
     lm = stand_in(name)

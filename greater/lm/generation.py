@@ -68,8 +68,7 @@ class Generation:
 class _Row:
     ids: list[int] = field(default_factory=list)
     cont_ids: list[int] = field(default_factory=list)
-    forced: list[int] = field(default_factory=list)
-    stage: int = 0  # 0: free generation, 1: forcing, 2: continuation generation, 3: done
+    stage: int = 0  # 0: free generation, 1: continuation generation, 2: done
     stopped_by: str = "length"
 
 
@@ -185,16 +184,16 @@ class Generator:
         while live:
             next_tokens = self._choose(logits, temperature, rng).tolist()  # one device sync
             keep: list[int] = []
-            feed: list[int] = []
+            feed: list[list[int]] = []
             for slot, r in enumerate(live):
-                token = self._advance(rows[r], next_tokens[slot], steps, r,
-                                      max_new_tokens, continuation)
-                if token is None:
+                tokens = self._advance(rows[r], next_tokens[slot], steps, r,
+                                       max_new_tokens, continuation)
+                if tokens is None:
                     if on_row_done is not None:
                         on_row_done(r)
                     continue
                 keep.append(slot)
-                feed.append(token)
+                feed.append(tokens)
             if not keep:
                 break
             if len(keep) < len(live):
@@ -203,10 +202,13 @@ class Generator:
                 mask = mask[index]
                 last_pos = last_pos[index]
                 live = [live[s] for s in keep]
-            step_ids = torch.tensor(feed, dtype=torch.long).unsqueeze(1)
-            mask = torch.cat([mask, torch.ones((len(live), 1), dtype=torch.long)], dim=1)
-            last_pos = last_pos + 1
-            logits, cache = self._forward(step_ids, mask, last_pos.unsqueeze(1), cache)
+            # Rows feed one token, or their whole forced extractor at once: left-pad the chunk;
+            # the pads stay masked in the cache for good.
+            step_ids, step_mask = left_pad(feed, self.pad_id)
+            step_pos = last_pos.unsqueeze(1) + step_mask.cumsum(-1)
+            mask = torch.cat([mask, step_mask], dim=1)
+            last_pos = step_pos[:, -1]
+            logits, cache = self._forward(step_ids, mask, step_pos, cache)
 
         return [Generation(ids=r.ids, stopped_by=r.stopped_by, continuation_ids=r.cont_ids)
                 for r in rows]
@@ -220,8 +222,8 @@ class Generator:
         return torch.multinomial(probs.cpu(), 1, generator=rng).squeeze(1)
 
     def _advance(self, row: _Row, token: int, steps: list[int], r: int, max_new_tokens: int,
-                 continuation: Continuation | None) -> int | None:
-        """Record ``token`` for ``row``; return the token to feed next, or None when done."""
+                 continuation: Continuation | None) -> list[int] | None:
+        """Record ``token`` for ``row``; return the tokens to feed next, or None when done."""
         if row.stage == 0:
             if token in self.stop_ids:
                 row.stopped_by = "eos"
@@ -230,26 +232,20 @@ class Generator:
                 self.meter.add_generated(1)
                 steps[r] += 1
                 if steps[r] < max_new_tokens:
-                    return token
+                    return [token]
             if continuation is None:
-                row.stage = 3
+                row.stage = 2
                 return None
+            # Feed the forced tokens in one chunk (after the length-bound token, which was
+            # generated but not yet fed); the logits that come back start the answer.
             row.stage = 1
-            row.forced = list(continuation.force_ids)
-            if row.stopped_by == "length":
-                # The length-bound token was generated but not yet fed: feed it first.
-                row.forced.insert(0, row.ids[-1])
             steps[r] = 0
-            return row.forced.pop(0)
-        if row.stage == 1:
-            # The model's prediction after a forced token is ignored until forcing ends.
-            if row.forced:
-                return row.forced.pop(0)
-            row.stage = 2
-        # stage 2: continuation generation
+            pending = [row.ids[-1]] if row.stopped_by == "length" else []
+            return pending + list(continuation.force_ids)
+        # stage 1: generating the continuation
         assert continuation is not None
         if token in self.stop_ids:
-            row.stage = 3
+            row.stage = 2
             return None
         row.cont_ids.append(token)
         self.meter.add_generated(1)
@@ -259,6 +255,6 @@ class Generator:
             and continuation.is_complete(self.decode(row.cont_ids))
         )
         if done:
-            row.stage = 3
+            row.stage = 2
             return None
-        return token
+        return [token]

@@ -103,6 +103,24 @@ class LM:
         """Tokens of the answer extractor as it follows the reasoning (leading space)."""
         return self.encode(" " + extractor)
 
+    def extractor_answer_ids(self, extractor: str, answer: str) -> tuple[list[int], list[int]]:
+        """Tokens of ``" " + extractor + answer`` split into (context, answer) for the loss.
+
+        The split follows the tokenizer's own tokenisation of the joined text, so the answer is
+        scored as the model would see it written: where the extractor's last token merges with
+        the answer's first characters (Gemma's "$-", "$)"), the merged token is part of the
+        answer and the context ends before it. Elsewhere this is ``extractor_ids(extractor)``
+        followed by ``encode(answer)``.
+        """
+        if not answer:
+            raise ValueError("the answer is empty")
+        context = self.extractor_ids(extractor)
+        joined = self.encode(" " + extractor + answer)
+        k = 0
+        while k < min(len(context), len(joined)) and context[k] == joined[k]:
+            k += 1
+        return joined[:k], joined[k:]
+
     def _render(self, user_text: str) -> str:
         return self.tokenizer.apply_chat_template(
             [{"role": "user", "content": user_text}], tokenize=False, add_generation_prompt=True

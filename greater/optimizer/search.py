@@ -74,12 +74,11 @@ def _train_accuracy(task: Task, examples: list[Example], replies: list[Response]
 def loss_sequences(lm: LM, task: Task, examples: list[Example], prompt: list[int],
                     replies: list[Response] | None) -> list[LossSequence]:
     """Token rows ``head | prompt | tail | reasoning | extractor | answer`` per example."""
-    extractor = lm.extractor_ids(task.extractor)
     seqs = []
     for k, ex in enumerate(examples):
         head = lm.head_ids(ex.input)
         reasoning = replies[k].reasoning_ids if replies is not None else []
-        answer = lm.encode(task.answer_text(ex))
+        extractor, answer = lm.extractor_answer_ids(task.extractor, task.answer_text(ex))
         ids = head + prompt + lm.tail_ids + reasoning + extractor + answer
         seqs.append(LossSequence(tuple(ids), len(head), len(prompt), len(answer)))
     return seqs
