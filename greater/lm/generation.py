@@ -10,8 +10,9 @@ optimisers need three things it does not give together:
   ``max_new_tokens``), the same KV cache goes on: a forced token sequence (the answer extractor)
   is fed, then a short second generation runs until a per-row stop test says the answer is
   complete. Reasoning and answer therefore cost one prefill, not two.
-* **Row pruning.** Finished rows are dropped from the batch (and its cache) at once, so a batch
-  costs what its live rows cost.
+* **Row pruning and continuous batching.** Finished rows are dropped from the batch (and its
+  cache) at once and waiting rows are prefilled into the free slots, so a batch costs what its
+  live rows cost and one long reply does not hold up the rest.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
+from transformers.cache_utils import DynamicLayer
 
 from greater.cost import CostMeter
 
@@ -69,6 +71,7 @@ class _Row:
     ids: list[int] = field(default_factory=list)
     cont_ids: list[int] = field(default_factory=list)
     stage: int = 0  # 0: free generation, 1: continuation generation, 2: done
+    parked: list[int] | None = None  # forced tokens waiting to be fed
     stopped_by: str = "length"
 
 
@@ -99,6 +102,52 @@ def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
             ids[b, width - len(r):] = torch.tensor(list(r), dtype=torch.long)
             mask[b, width - len(r):] = 1
     return ids, mask
+
+
+@dataclass
+class _Batch:
+    """The running batch: KV cache, attention mask ``[B, T]``, last positions ``[B]``,
+    next-token logits ``[B, V]`` and the row index of each slot."""
+
+    cache: object
+    mask: torch.Tensor
+    last_pos: torch.Tensor
+    logits: torch.Tensor
+    live: list[int]
+
+    def select(self, keep: list[int], device: torch.device) -> None:
+        index = torch.tensor(keep, dtype=torch.long)
+        self.cache.batch_select_indices(index.to(device))
+        self.mask = self.mask[index]
+        self.last_pos = self.last_pos[index]
+        self.logits = self.logits[index.to(self.logits.device)]
+        self.live = [self.live[s] for s in keep]
+
+
+def _left_pad_time(x: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    """Left-pad ``x`` with zeros along ``dim`` to ``width``."""
+    missing = width - x.shape[dim]
+    if missing == 0:
+        return x
+    shape = list(x.shape)
+    shape[dim] = missing
+    return torch.cat([x.new_zeros(shape), x], dim=dim)
+
+
+def _merge(a: _Batch, b: _Batch) -> _Batch:
+    """Join two running batches: left-pad caches and masks to one length, stack the rows."""
+    width = max(a.mask.shape[1], b.mask.shape[1])
+    for la, lb in zip(a.cache.layers, b.cache.layers):
+        la.keys = torch.cat([_left_pad_time(la.keys, width, -2),
+                             _left_pad_time(lb.keys, width, -2)], dim=0)
+        la.values = torch.cat([_left_pad_time(la.values, width, -2),
+                               _left_pad_time(lb.values, width, -2)], dim=0)
+    return _Batch(cache=a.cache,
+                  mask=torch.cat([_left_pad_time(a.mask, width, 1),
+                                  _left_pad_time(b.mask, width, 1)], dim=0),
+                  last_pos=torch.cat([a.last_pos, b.last_pos]),
+                  logits=torch.cat([a.logits, b.logits]),
+                  live=a.live + b.live)
 
 
 class Generator:
@@ -135,33 +184,10 @@ class Generator:
         self.meter.add_forward(int(ids.numel()))
         return out.logits[:, -1, :].float(), _output_cache(out)
 
-    @torch.inference_mode()
-    def run(
-        self,
-        prefixes: Sequence[Sequence[int]],
-        suffixes: Sequence[Sequence[int]] | None = None,
-        *,
-        max_new_tokens: int,
-        continuation: Continuation | None = None,
-        temperature: float = 0.0,
-        rng: torch.Generator | None = None,
-        on_row_done: Callable[[int], None] | None = None,
-    ) -> list[Generation]:
-        """Generate for ``len(prefixes) * len(suffixes)`` rows in one batch.
-
-        Row ``p * len(suffixes) + s`` is ``prefixes[p] + suffixes[s]``; all suffixes must have
-        the same length (they are fed as one right-aligned chunk after the shared prefix).
-        """
-        suffix_list = [list(s) for s in (suffixes if suffixes is not None else [[]])]
-        if len({len(s) for s in suffix_list}) != 1:
-            raise ValueError("all suffixes must have the same length")
-        if any(len(p) == 0 for p in prefixes):
-            raise ValueError("every prefix must hold at least one token")
+    def _prefill(self, prefixes: Sequence[Sequence[int]], suffix_list: list[list[int]],
+                 first_row: int) -> _Batch:
+        """Prefill ``prefixes`` once each, copy each cache per suffix, then feed the suffixes."""
         n_suf = len(suffix_list)
-        n_rows = len(prefixes) * n_suf
-        rows = [_Row() for _ in range(n_rows)]
-
-        # Prefill the shared prefixes once.
         ids, mask = left_pad(prefixes, self.pad_id)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         logits, cache = self._forward(ids, mask, positions, None)
@@ -172,20 +198,63 @@ class Generator:
             logits = logits.repeat_interleave(n_suf, dim=0)
         if suffix_list[0]:
             suf = torch.tensor(suffix_list * len(prefixes), dtype=torch.long)
-            suf_mask = torch.ones_like(suf)
             suf_pos = positions[:, -1:] + torch.arange(1, suf.shape[1] + 1)
-            mask = torch.cat([mask, suf_mask], dim=1)
+            mask = torch.cat([mask, torch.ones_like(suf)], dim=1)
             logits, cache = self._forward(suf, mask, suf_pos, cache)
             positions = suf_pos
-        last_pos = positions[:, -1]
+        live = list(range(first_row, first_row + len(prefixes) * n_suf))
+        return _Batch(cache=cache, mask=mask, last_pos=positions[:, -1], logits=logits, live=live)
 
-        live = list(range(n_rows))  # row index of each batch slot
-        steps = [0] * n_rows
-        while live:
-            next_tokens = self._choose(logits, temperature, rng).tolist()  # one device sync
+    @torch.inference_mode()
+    def run(
+        self,
+        prefixes: Sequence[Sequence[int]],
+        suffixes: Sequence[Sequence[int]] | None = None,
+        *,
+        max_new_tokens: int,
+        batch_size: int,
+        continuation: Continuation | None = None,
+        temperature: float = 0.0,
+        rng: torch.Generator | None = None,
+        on_row_done: Callable[[int], None] | None = None,
+    ) -> list[Generation]:
+        """Generate for ``len(prefixes) * len(suffixes)`` rows, at most ``batch_size`` at once.
+
+        Row ``p * len(suffixes) + s`` is ``prefixes[p] + suffixes[s]``; all suffixes must have
+        the same length (they are fed as one chunk after the shared prefix). Batching is
+        continuous: as rows finish, the next prefixes are prefilled and join the running batch
+        (their caches left-padded to a common length), so a long reply does not leave the rest
+        of the batch idle. Prefixes are admitted in the order given.
+        """
+        suffix_list = [list(s) for s in (suffixes if suffixes is not None else [[]])]
+        if len({len(s) for s in suffix_list}) != 1:
+            raise ValueError("all suffixes must have the same length")
+        if any(len(p) == 0 for p in prefixes):
+            raise ValueError("every prefix must hold at least one token")
+        n_suf = len(suffix_list)
+        per_admit = max(1, batch_size // n_suf)  # prefixes that fit in an empty batch
+        rows = [_Row() for _ in range(len(prefixes) * n_suf)]
+        steps = [0] * len(rows)
+        next_prefix = 0
+        batch: _Batch | None = None
+        while True:
+            # Admit waiting prefixes into the free slots (all at once when the batch is empty).
+            free = per_admit if batch is None else (batch_size - len(batch.live)) // n_suf
+            if next_prefix < len(prefixes) and free > 0 and (batch is None or self._mergeable(batch)):
+                take = prefixes[next_prefix: next_prefix + free]
+                new = self._prefill(take, suffix_list, next_prefix * n_suf)
+                next_prefix += len(take)
+                batch = new if batch is None else _merge(batch, new)
+            if batch is None:
+                break
+            next_tokens = self._choose(batch.logits, temperature, rng).tolist()  # one sync
             keep: list[int] = []
             feed: list[list[int]] = []
-            for slot, r in enumerate(live):
+            for slot, r in enumerate(batch.live):
+                if rows[r].parked is not None:  # waiting to feed its extractor: no new token
+                    keep.append(slot)
+                    feed.append([])
+                    continue
                 tokens = self._advance(rows[r], next_tokens[slot], steps, r,
                                        max_new_tokens, continuation)
                 if tokens is None:
@@ -194,24 +263,49 @@ class Generator:
                     continue
                 keep.append(slot)
                 feed.append(tokens)
+            self._release_parked(rows, [batch.live[s] for s in keep], feed)
             if not keep:
-                break
-            if len(keep) < len(live):
-                index = torch.tensor(keep, dtype=torch.long)
-                cache.batch_select_indices(index.to(self.device))
-                mask = mask[index]
-                last_pos = last_pos[index]
-                live = [live[s] for s in keep]
+                batch = None
+                if next_prefix >= len(prefixes):
+                    break
+                continue
+            if len(keep) < len(batch.live):
+                batch.select(keep, self.device)
             # Rows feed one token, or their whole forced extractor at once: left-pad the chunk;
             # the pads stay masked in the cache for good.
             step_ids, step_mask = left_pad(feed, self.pad_id)
-            step_pos = last_pos.unsqueeze(1) + step_mask.cumsum(-1)
-            mask = torch.cat([mask, step_mask], dim=1)
-            last_pos = step_pos[:, -1]
-            logits, cache = self._forward(step_ids, mask, step_pos, cache)
+            step_pos = batch.last_pos.unsqueeze(1) + step_mask.cumsum(-1)
+            batch.mask = torch.cat([batch.mask, step_mask], dim=1)
+            batch.last_pos = step_pos[:, -1]
+            batch.logits, batch.cache = self._forward(step_ids, batch.mask, step_pos, batch.cache)
 
         return [Generation(ids=r.ids, stopped_by=r.stopped_by, continuation_ids=r.cont_ids)
                 for r in rows]
+
+    @staticmethod
+    def _release_parked(rows: list[_Row], live: list[int], feed: list[list[int]]) -> None:
+        """Decide which parked rows feed their forced tokens in this step's forward.
+
+        A row that finished its free generation parks its forced tokens (the extractor) and
+        feeds a masked hole meanwhile. Feeding a multi-token chunk makes the whole step as wide
+        as the chunk for every row, so parked rows are released together: once half the live
+        rows are parked, or when no row is generating any more.
+        """
+        parked = [k for k, r in enumerate(live) if rows[r].parked is not None]
+        if not parked:
+            return
+        if len(parked) * 2 < len(live) and len(parked) < len(live):
+            return
+        for k in parked:
+            feed[k] = rows[live[k]].parked
+            rows[live[k]].parked = None
+
+    @staticmethod
+    def _mergeable(batch: "_Batch") -> bool:
+        """Only plain dynamic caches (full attention everywhere) can be left-padded and joined;
+        other layouts (sliding windows) run batch after batch instead."""
+        layers = getattr(batch.cache, "layers", None)
+        return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
 
     def _choose(self, logits: torch.Tensor, temperature: float,
                 rng: torch.Generator | None) -> torch.Tensor:
@@ -236,12 +330,14 @@ class Generator:
             if continuation is None:
                 row.stage = 2
                 return None
-            # Feed the forced tokens in one chunk (after the length-bound token, which was
-            # generated but not yet fed); the logits that come back start the answer.
+            # Park the forced tokens (after the length-bound token, which was generated but not
+            # yet fed): they are fed in one chunk later, and the logits that come back start the
+            # answer. Until then the row feeds nothing.
             row.stage = 1
             steps[r] = 0
             pending = [row.ids[-1]] if row.stopped_by == "length" else []
-            return pending + list(continuation.force_ids)
+            row.parked = pending + list(continuation.force_ids)
+            return []
         # stage 1: generating the continuation
         assert continuation is not None
         if token in self.stop_ids:

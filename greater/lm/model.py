@@ -175,9 +175,10 @@ class LM:
     ) -> list[Generation]:
         """Generate for every ``prefix + suffix`` row, ``batch_size`` rows at a time.
 
-        Rows are returned in ``prefix``-major order: row ``p * len(suffixes) + s``. Prefixes are
-        sorted by length before batching, so little compute goes to padding; each prefix is
-        prefilled once however many suffixes follow it. ``progress`` names a progress bar.
+        Rows are returned in ``prefix``-major order: row ``p * len(suffixes) + s``. Longer
+        prefixes are admitted first (batching is continuous, see
+        :class:`~greater.lm.generation.Generator`); each prefix is prefilled once however many
+        suffixes follow it. ``progress`` names a progress bar.
         """
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -185,25 +186,22 @@ class LM:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         n_suf = len(suffixes) if suffixes is not None else 1
         order = sorted(range(len(prefixes)), key=lambda p: -len(prefixes[p]))
-        per_batch = max(1, batch_size // n_suf)
         rng = None
         if temperature > 0:
             rng = torch.Generator().manual_seed(0 if seed is None else seed)
-        results: list[Generation | None] = [None] * (len(prefixes) * n_suf)
-        bar = tqdm(total=len(results), desc=progress, disable=progress is None, leave=False)
+        bar = tqdm(total=len(prefixes) * n_suf, desc=progress, disable=progress is None,
+                   leave=False)
         try:
-            for start in range(0, len(order), per_batch):
-                chunk = order[start:start + per_batch]
-                out = self.generator.run(
-                    [prefixes[p] for p in chunk], suffixes,
-                    max_new_tokens=max_new_tokens, continuation=continuation,
-                    temperature=temperature, rng=rng, on_row_done=lambda _r: bar.update(1),
-                )
-                for k, p in enumerate(chunk):
-                    for s in range(n_suf):
-                        results[p * n_suf + s] = out[k * n_suf + s]
+            out = self.generator.run(
+                [prefixes[p] for p in order], suffixes, max_new_tokens=max_new_tokens,
+                batch_size=batch_size, continuation=continuation, temperature=temperature,
+                rng=rng, on_row_done=lambda _r: bar.update(1))
         finally:
             bar.close()
+        results: list[Generation | None] = [None] * len(out)
+        for k, p in enumerate(order):
+            for s in range(n_suf):
+                results[p * n_suf + s] = out[k * n_suf + s]
         return [r for r in results if r is not None]
 
     def chat(self, user_texts: Sequence[str], *, max_new_tokens: int = 256,
