@@ -30,7 +30,7 @@ class APOConfig(LLMOptimizerConfig):
     """Configuration of :func:`optimize` (ProTeGi). Defaults follow the ProTeGi paper/code.
 
     Attributes:
-        rounds: beam-search rounds, one history step each (6).
+        steps: beam-search rounds, one history step each (ProTeGi: 6).
         beam_size: prompts kept per round (4).
         minibatch_size: training examples scored to find errors (64; capped at ``n_train``).
         n_gradients: gradient requests per beam prompt (4).
@@ -45,7 +45,7 @@ class APOConfig(LLMOptimizerConfig):
         ucb_c: exploration constant of UCB1 (1.0).
     """
 
-    rounds: int = 6
+    steps: int = 6
     beam_size: int = 4
     minibatch_size: int = 64
     n_gradients: int = 4
@@ -61,7 +61,7 @@ class APOConfig(LLMOptimizerConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("rounds", "beam_size", "minibatch_size", "n_gradients",
+        for name in ("steps", "beam_size", "minibatch_size", "n_gradients",
                      "errors_per_gradient", "gradients_per_error", "steps_per_gradient",
                      "max_expansion_factor", "eval_rounds", "eval_prompts_per_round",
                      "samples_per_eval"):
@@ -133,7 +133,7 @@ def optimize(lm, task: Task, config: APOConfig | None = None, *,
     engine = default_engine(lm, optimizer_llm)
     run = Run("apo", lm, task, cfg, engine=engine, scorer=scorer, checkpoint=checkpoint)
     beam = [cfg.initial_prompt]
-    for step in tqdm(range(1, cfg.rounds + 1), desc=f"APO {task.name}", disable=not progress):
+    for step in tqdm(range(1, cfg.steps + 1), desc=f"APO {task.name}", disable=not progress):
         t0 = time.perf_counter()
         details: dict = {"minibatch_errors": [], "gradients": [],
                          "parse_failures": {"gradient": 0, "edit": 0, "paraphrase": 0}}

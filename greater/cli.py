@@ -92,10 +92,11 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_optimize(args) -> int:
-    from greater.optimizer.cli_args import run_optimize
+    from greater.optimizer.cli_args import prepare_optimize
 
+    run = prepare_optimize(args)  # bad flags fail here, before a model is loaded
     lm, task = _load(args)
-    result = run_optimize(args, lm, task)
+    result = run(lm, task)
     print(f"method {result.method}  best prompt: {result.best_prompt!r}\n"
           f"dev accuracy {result.dev_accuracy}  test accuracy {result.test_accuracy}  "
           f"wall {result.cost.wall_seconds:.1f} s")

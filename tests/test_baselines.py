@@ -223,7 +223,7 @@ def test_apo_beam_bandit_and_fallbacks(task):
         return "no tags at all"  # paraphrases fail to parse
 
     engine = ScriptedEngine(script)
-    cfg = small(B.APOConfig, rounds=2, beam_size=2, minibatch_size=8, n_gradients=2,
+    cfg = small(B.APOConfig, steps=2, beam_size=2, minibatch_size=8, n_gradients=2,
                 errors_per_gradient=2, steps_per_gradient=2, mc_samples_per_step=1,
                 eval_rounds=4, eval_prompts_per_round=3, samples_per_eval=8)
     res = B.apo.optimize(FakeLM(), task, cfg, optimizer_llm=engine, progress=False,
@@ -436,7 +436,7 @@ E2E = {
     "zscot": lambda: B.ZSCoTConfig(**{**TINY, "n_contenders": 1}),
     "ape": lambda: B.APEConfig(**TINY, **LLM, n_candidates=3, n_demos=2),
     # apo/textgrad: 8 training examples, so the minibatch holds errors (the first 4 are right)
-    "apo": lambda: B.APOConfig(**{**TINY, "n_train": 8}, **LLM, rounds=1, beam_size=2,
+    "apo": lambda: B.APOConfig(**{**TINY, "n_train": 8}, **LLM, steps=1, beam_size=2,
                                minibatch_size=8,
                                n_gradients=1, errors_per_gradient=2, mc_samples_per_step=1,
                                eval_rounds=1, eval_prompts_per_round=3, samples_per_eval=4),

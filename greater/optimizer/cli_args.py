@@ -37,6 +37,9 @@ def add_optimize_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument(flag, type=typ, default=None, help=help_)
     p.add_argument("--no-reasoning", action="store_true",
                    help="GReaTer ablation: loss on the answer right after the prompt")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                   help="set any field of the method's config, e.g. --set n_candidates=8 "
+                        "(repeatable; see the method's Config class for the fields)")
     p.add_argument("--checkpoint", default=None,
                    help="write the partial result here after every step (default: --out)")
     p.add_argument("--optimizer-base-url", default=None,
@@ -66,11 +69,40 @@ def build_config(config_cls, args: argparse.Namespace):
             raise ValueError(f"--{field.replace('_', '-')} does not apply to method "
                              f"{args.method!r}")
         values[field] = value
+    types = {f.name: f.type for f in dataclasses.fields(config_cls)}
+    for item in args.overrides:
+        field, sep, raw = item.partition("=")
+        field = field.strip().replace("-", "_")
+        if not sep or field not in fields:
+            raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of "
+                             f"{', '.join(sorted(fields))}")
+        annotation = types[field]
+        type_name = annotation if isinstance(annotation, str) else getattr(
+            annotation, "__name__", str(annotation))
+        values[field] = _parse_value(raw.strip(), type_name, field)
     return config_cls(**values)
 
 
-def run_optimize(args: argparse.Namespace, lm, task):
-    """Run the chosen method and return its :class:`~greater.result.OptimizationResult`."""
+def _parse_value(raw: str, type_name: str, field: str) -> Any:
+    """Convert ``raw`` to the config field's annotated type (bool, int, float, str, or None)."""
+    if raw.lower() == "none" and "None" in type_name:
+        return None
+    try:
+        if type_name.startswith("bool"):
+            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(raw)
+            return raw.lower() in ("true", "1", "yes")
+        if type_name.startswith("int"):
+            return int(raw)
+        if type_name.startswith("float"):
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"--set {field}={raw!r}: not a valid {type_name}") from None
+    return raw
+
+
+def prepare_optimize(args: argparse.Namespace):
+    """Validate the flags before any model is loaded: return a ``run(lm, task)`` callable."""
     from baselines import get_method
 
     method = get_method(args.method)
@@ -88,4 +120,8 @@ def run_optimize(args: argparse.Namespace, lm, task):
         kwargs["optimizer_llm"] = OpenAIEngine(base_url=args.optimizer_base_url,
                                                model=args.optimizer_model,
                                                api_key_env=args.optimizer_key_env)
-    return method.optimize(lm, task, config, **kwargs)
+
+    def run(lm, task):
+        return method.optimize(lm, task, config, **kwargs)
+
+    return run
