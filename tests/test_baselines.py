@@ -243,7 +243,7 @@ def test_apo_beam_bandit_and_fallbacks(task):
 
 def test_apo_garbage_gradients_keep_the_beam(task):
     engine = ScriptedEngine(lambda m: "" if "reasons" in m else "<prompt>x</prompt>")
-    cfg = small(B.APOConfig, rounds=1, beam_size=2, n_gradients=3, eval_rounds=1,
+    cfg = small(B.APOConfig, steps=1, beam_size=2, n_gradients=3, eval_rounds=1,
                 eval_prompts_per_round=1, samples_per_eval=2)
     res = B.apo.optimize(FakeLM(), task, cfg, optimizer_llm=engine, progress=False,
                          scorer=fake_scorer)
