@@ -29,6 +29,7 @@ from greater.lm.gradients import onehot_gradients, sequence_losses
 from greater.optimizer.config import TOKEN_FILTERS
 from greater.optimizer.search import allowed_mask, loss_sequences
 from greater.result import OptimizationResult, StepRecord
+from greater.run_config import positive_int
 from greater.tasks import Task
 from tqdm.auto import tqdm
 
@@ -66,9 +67,7 @@ class GCGConfig(BaseConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("steps", "top_k", "search_width", "grad_batch_size", "eval_batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            positive_int(name, getattr(self, name))
         if self.ce_temperature <= 0:
             raise ValueError(f"ce_temperature must be > 0, got {self.ce_temperature}")
         if self.perplexity_weight < 0:

@@ -108,7 +108,7 @@ def test_allowed_token_mask():
     ({"perplexity_weight": -0.1}, "perplexity_weight"), ({"ce_temperature": 0}, "ce_temperature"),
     ({"token_filter": "letters"}, "token_filter"), ({"initial_prompt": "  "}, "initial_prompt"),
     ({"n_train": 3}, "intersection_size"), ({"n_dev": 0}, "n_dev"), ({"n_test": -1}, "n_test"),
-    ({"seed": "1"}, "seed"), ({"min_candidates": 10_000}, "min_candidates"),
+    ({"seed": "1"}, "seed"),
     ({"batch_size": 0}, "batch_size"), ({"grad_batch_size": 0}, "grad_batch_size"),
 ])
 def test_config_validation(kwargs, field):
