@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 from greater.result import OptimizationResult
+from greater.run_config import positive_int
 from greater.tasks import Task
 from tqdm.auto import tqdm
 
@@ -60,9 +61,7 @@ class APEConfig(LLMOptimizerConfig):
         super().__post_init__()
         for name in ("n_candidates", "n_demos", "bandit_rounds", "bandit_prompts_per_round",
                      "bandit_samples_per_round", "resample_top", "n_variants"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            positive_int(name, getattr(self, name))
         if self.selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
         if self.ucb_c < 0:

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 from greater.result import OptimizationResult
+from greater.run_config import positive_int
 from greater.tasks import Task
 from tqdm.auto import tqdm
 
@@ -65,9 +66,7 @@ class APOConfig(LLMOptimizerConfig):
                      "errors_per_gradient", "gradients_per_error", "steps_per_gradient",
                      "max_expansion_factor", "eval_rounds", "eval_prompts_per_round",
                      "samples_per_eval"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            positive_int(name, getattr(self, name))
         if not isinstance(self.mc_samples_per_step, int) or self.mc_samples_per_step < 0:
             raise ValueError(f"mc_samples_per_step must be >= 0, got {self.mc_samples_per_step}")
         if self.ucb_c < 0:

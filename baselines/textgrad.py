@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from greater.evaluate import accuracy
 from greater.result import OptimizationResult
+from greater.run_config import positive_int
 from greater.tasks import Task
 
 from baselines import prompts as P
@@ -44,9 +45,7 @@ class TextGradConfig(LLMOptimizerConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("steps", "minibatch_size", "n_val"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            positive_int(name, getattr(self, name))
 
 
 def optimize(lm, task: Task, config: TextGradConfig | None = None, *,

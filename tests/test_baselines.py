@@ -377,9 +377,7 @@ def test_openai_engine_normal_reply(api_key):
 def test_openai_engine_retries_a_timeout_then_succeeds(api_key):
     with chat_server([("sleep", 0.8, "late"), ("ok", "on time")]) as (server, url):
         engine = engine_for(url, api_key, timeout=0.3, max_retries=2)
-        t0 = time.perf_counter()
         assert engine.complete(["q"], max_new_tokens=5, temperature=0, seed=None) == ["on time"]
-        assert time.perf_counter() - t0 < 2.0
     assert len(server.requests) == 2 and engine.meter.llm_calls == 1
     assert "seed" not in server.requests[0][1]
 

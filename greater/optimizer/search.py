@@ -90,13 +90,15 @@ def _proposal_logprobs(lm: LM, examples: list[Example], prefix: list[int]) -> to
 
 
 def _prompt_nll(lm: LM, examples: list[Example], prompts: list[list[int]]) -> list[float]:
-    """Mean (over examples) of the mean NLL of each prompt's tokens after its question."""
-    out = []
-    for prompt in prompts:
-        logps = target_logprobs(lm, [lm.head_ids(ex.input) for ex in examples],
-                                [prompt] * len(examples))
-        out.append(float(torch.stack([-lp.mean() for lp in logps]).mean()))
-    return out
+    """Mean (over examples) of the mean NLL of each prompt's tokens after its question.
+
+    All ``prompts x examples`` rows go through one batched call."""
+    heads = [lm.head_ids(ex.input) for ex in examples]
+    logps = target_logprobs(lm, [h for _ in prompts for h in heads],
+                            [p for p in prompts for _ in heads])
+    n = len(examples)
+    return [float(torch.stack([-lp.mean() for lp in logps[k * n:(k + 1) * n]]).mean())
+            for k in range(len(prompts))]
 
 
 def _step(lm: LM, task: Task, train: list[Example], cfg: GreaterConfig, state: _State,
@@ -151,14 +153,13 @@ def _step(lm: LM, task: Task, train: list[Example], cfg: GreaterConfig, state: _
             replies = respond(lm, task, train, edits, max_new_tokens=cfg.max_new_tokens,
                               batch_size=cfg.batch_size)
             nll = _prompt_nll(lm, train, [edits.variant(v) for v in range(len(shortlist))])
-        scores = []
-        for v in range(len(shortlist)):
-            acc = _train_accuracy(task, train, [row[v] for row in replies])
-            scores.append((1 - acc) + cfg.perplexity_weight / 10 * nll[v])
+        accs = [_train_accuracy(task, train, [row[v] for row in replies])
+                for v in range(len(shortlist))]
+        scores = [(1 - acc) + cfg.perplexity_weight / 10 * n for acc, n in zip(accs, nll)]
         best_v = min(range(len(shortlist)), key=lambda v: (scores[v], -v))  # ties: later wins
         chosen = shortlist[best_v]
         new_replies = [row[best_v] for row in replies]
-        new_acc = _train_accuracy(task, train, new_replies)
+        new_acc = accs[best_v]
         details.update(rescored=[lm.decode([c]) for c in shortlist],
                        rescore_scores=[round(s, 5) for s in scores])
 
