@@ -40,6 +40,8 @@ from benchmarks.harness.worker import init_worker, run_cell
 logger = logging.getLogger(__name__)
 
 EXECUTORS = ("local", "ray")
+#: The checkout holding ``benchmarks/`` (Ray workers put it on their path).
+REPO = Path(__file__).resolve().parents[2]
 #: Seconds between checks of running cells' checkpoints.
 POLL_SECONDS = 2.0
 
@@ -95,8 +97,9 @@ class _Ray:
 
         self.ray = ray
         self.started_here = not ray.is_initialized()
-        if self.started_here:
-            ray.init(address=address, log_to_driver=False)
+        if self.started_here:  # workers import the harness from this checkout
+            ray.init(address=address, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": os.fspath(REPO)}})
         self.threads = threads
 
         def ray_cell(payload: dict, threads: int, **kwargs: Any) -> dict:
