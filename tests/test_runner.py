@@ -33,6 +33,8 @@ n_dev = 2
 n_test = 2
 max_new_tokens = 8
 batch_size = 2
+"""
+GREATER = """
 [overrides.greater]
 steps = {steps}
 top_k = 4
@@ -45,7 +47,10 @@ n_rescore = 0
 
 def tiny_spec(tmp_path: Path, head: str, *, steps: int = 1, name: str = "tiny") -> Path:
     path = tmp_path / f"{name}.toml"
-    path.write_text(textwrap.dedent(head) + TINY.format(steps=steps))
+    body = textwrap.dedent(head) + TINY
+    if '"greater"' in head:
+        body += GREATER.format(steps=steps)
+    path.write_text(body)
     return path
 
 

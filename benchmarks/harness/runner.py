@@ -42,13 +42,15 @@ logger = logging.getLogger(__name__)
 EXECUTORS = ("local", "ray")
 #: The checkout holding ``benchmarks/`` (Ray workers put it on their path).
 REPO = Path(__file__).resolve().parents[2]
+#: Where grid stores go by default (git-ignored but for results committed on purpose).
+RESULTS_DIR = REPO / "benchmarks" / "results"
 #: Seconds between checks of running cells' checkpoints.
 POLL_SECONDS = 2.0
 
 
 def default_store(spec: GridSpec) -> Path:
-    """``benchmarks/results/<grid>.sqlite`` (beside the grids folder)."""
-    return spec.path.resolve().parents[1] / "results" / f"{spec.name}.sqlite"
+    """``benchmarks/results/<grid>.sqlite`` of this checkout."""
+    return RESULTS_DIR / f"{spec.name}.sqlite"
 
 
 def checkpoint_path(store_path: Path, key: str) -> Path:
