@@ -1,1 +1,1 @@
-"""The benchmark suite: the grid harness (:mod:`benchmarks.harness`), grid specs and timing suites."""
+"""The benchmark suite: the grid harness (:mod:`benchmarks.harness`), specs, timing suites."""

@@ -120,8 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from greater.cli_grid import grid_command_handler
 
-        handler = {"provision": _cmd_provision, "eval": _cmd_eval,
-                   "optimize": _cmd_optimize}.get(args.command) or grid_command_handler(args.command)
+        handler = {"provision": _cmd_provision, "eval": _cmd_eval, "optimize": _cmd_optimize
+                   }.get(args.command) or grid_command_handler(args.command)
         return handler(args)
     except (ModelError, TaskError, PromptError, ValueError) as exc:
         print(f"greater: error: {exc}", file=sys.stderr)

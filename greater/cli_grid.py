@@ -126,8 +126,8 @@ def _status(spec, args) -> int:
         line = (f"{r['status']:8} {r['key'][:12]} {r['method']:10} {r['model']:22} {r['task']:40} "
                 f"seed {r['seed']} steps {r['steps']}")
         print(line + (f"  error: {r['error']}" if r["error"] else ""))
-    print(f"grid {spec.name} in {store}: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-                                             or "no cells yet"))
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no cells yet"
+    print(f"grid {spec.name} in {store}: {summary}")
     return 0
 
 

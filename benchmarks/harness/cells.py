@@ -27,32 +27,19 @@ from benchmarks.harness.spec import GridSpec, SpecError
 
 
 @dataclass(frozen=True)
-class Cell:
-    """One unit of work of a grid.
+class Cell(CellRow):
+    """One unit of work of a grid: the store's :class:`~greater.store.CellRow` (its identity)
+    plus where it sits in the grid.
+
+    For an ``evaluate`` cell, ``method`` and ``seed`` are the source cell's and ``config``
+    holds the evaluation settings (``n_test``, ``max_new_tokens``, ``batch_size``).
 
     Attributes:
-        key: sha256 hex of the resolved config (see the module docstring).
-        kind: ``"optimize"`` or ``"evaluate"``.
-        method, model, dtype, task, seed: what runs (``evaluate``: the source cell's method).
-        config: ``optimize``: every field of the method's config; ``evaluate``: the evaluation
-            settings (``n_test``, ``max_new_tokens``, ``batch_size``) of the source cell.
-        data_digest: sha256 of the task's examples as loaded.
         labels: the cell's places in its grid (ablation axis and value; transfer role); an
             ablation's base config reached by two sweeps has two.
-        source_key: the optimisation cell an ``evaluate`` cell reads its prompt from.
     """
 
-    key: str
-    kind: str
-    method: str
-    model: str
-    dtype: str
-    task: str
-    seed: int
-    config: dict[str, Any]
-    data_digest: str
     labels: tuple[dict[str, Any], ...] = ({},)
-    source_key: str | None = None
 
     @property
     def title(self) -> str:
@@ -60,11 +47,6 @@ class Cell:
         where = f"{self.model}" if self.kind == "optimize" else f"-> {self.model}"
         extra = " ".join(f"{lab['axis']}={lab['value']}" for lab in self.labels if "axis" in lab)
         return " ".join(p for p in (self.method, where, self.task, f"seed {self.seed}", extra) if p)
-
-    def row(self) -> CellRow:
-        return CellRow(key=self.key, kind=self.kind, method=self.method, model=self.model,
-                       dtype=self.dtype, task=self.task, seed=self.seed, config=self.config,
-                       data_digest=self.data_digest, source_key=self.source_key)
 
     def payload(self) -> dict[str, Any]:
         """What a worker needs to run the cell (JSON-able)."""

@@ -107,7 +107,8 @@ def spec_path(name_or_path: str | Path) -> Path:
     candidate = GRID_DIR / f"{name_or_path}.toml"
     if candidate.is_file():
         return candidate
-    raise SpecError(f"unknown grid {str(name_or_path)!r}{_did_you_mean(str(name_or_path), grid_names())}"
+    name = str(name_or_path)
+    raise SpecError(f"unknown grid {name!r}{_did_you_mean(name, grid_names())}"
                     f"; valid grids: {', '.join(grid_names())} (or a path to a .toml file)")
 
 
