@@ -27,7 +27,8 @@ def add_grid_commands(sub: argparse._SubParsersAction) -> None:
                      help="worker processes here, or Ray tasks (default: local)")
     run.add_argument("--address", default=None, help="Ray cluster address (default: a local "
                      "Ray instance)")
-    run.add_argument("--workers", type=int, default=1, help="cells in parallel (local; default 1)")
+    run.add_argument("--workers", type=int, default=1, help="cells in flight at once: worker processes (local) or Ray "
+                     "tasks submitted at a time (ray); default 1")
     run.add_argument("--only", default=None, help="run only cells matching field=value[,...] "
                      "(fields: method, model, task, seed, kind)")
     run.add_argument("--dry-run", action="store_true",

@@ -131,7 +131,8 @@ def run_grid(spec: GridSpec, store_path: str | os.PathLike, *, executor: str = "
         spec: a loaded spec.
         store_path: the SQLite results store (created when missing).
         executor: ``"local"`` or ``"ray"``.
-        workers: cells in parallel (``local``; Ray schedules by resources).
+        workers: cells in flight at once (``local``: worker processes; ``ray``: tasks
+            submitted at a time, each placed by Ray's resource scheduling).
         address: the Ray cluster (``ray`` only; None starts a local instance).
         only: a :func:`~benchmarks.harness.cells.filter_cells` filter.
         data_dir: the task data folder.
@@ -167,7 +168,8 @@ def run_grid(spec: GridSpec, store_path: str | os.PathLike, *, executor: str = "
         try:
             for phase in ("optimize", "evaluate"):
                 batch = [c for c in todo if c.kind == phase]
-                _run_phase(batch, store, store_path, pool, tasks, data, report, bar, on_outcome)
+                _run_phase(batch, store, store_path, pool, workers, tasks, data, report, bar,
+                           on_outcome)
         finally:
             bar.close()
             pool.close()
@@ -175,34 +177,25 @@ def run_grid(spec: GridSpec, store_path: str | os.PathLike, *, executor: str = "
     return report
 
 
-def _run_phase(cells: list[Cell], store: Store, store_path: Path, pool, tasks: dict[str, Task],
-               data_dir: str | None, report: GridReport, bar: tqdm,
+def _run_phase(cells: list[Cell], store: Store, store_path: Path, pool, workers: int,
+               tasks: dict[str, Task], data_dir: str | None, report: GridReport, bar: tqdm,
                on_outcome: Callable[[Cell, dict], None] | None) -> None:
+    """Run ``cells`` with at most ``workers`` in flight, so ``running`` in the store means
+    running (a cell is marked when it is handed to a worker)."""
+    queue = list(reversed(cells))
     running: dict[cf.Future, Cell] = {}
     seen_steps: dict[str, int] = {}
-    for cell in cells:
-        kwargs: dict[str, Any] = {"data_dir": data_dir, "checkpoint": None}
-        payload = cell.payload()
-        if cell.kind == "optimize":
-            ckpt = checkpoint_path(store_path, cell.key)
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            kwargs["checkpoint"] = os.fspath(ckpt)
-        else:
-            source = store.cell(cell.source_key) if cell.source_key else None
-            if source is None or source["status"] != "done":
+    while queue or running:
+        while queue and len(running) < workers:
+            cell = queue.pop()
+            submitted = _submit(cell, store, store_path, pool, tasks, data_dir)
+            if submitted is None:
                 report.blocked.append(cell.key)
                 logger.warning("%s: its source cell is not done; skipped", cell.title)
-                continue
-            payload["prompt"] = source["best_prompt"]
-            task = tasks[cell.task]
-            n = cell.config["n_test"]
-            inputs = [ex.input for ex in (task.test if n is None else task.test[:n])]
-            kwargs["cached"] = store.cached_replies(
-                model=cell.model, dtype=cell.dtype, prompt=payload["prompt"], task=cell.task,
-                split="test", inputs=inputs, max_new_tokens=cell.config["max_new_tokens"])
-        store.mark_running(cell.key, worker=type(pool).__name__.strip("_").lower())
-        running[pool.submit(cell, payload, **kwargs)] = cell
-    while running:
+            else:
+                running[submitted] = cell
+        if not running:
+            continue
         finished, _ = cf.wait(running, timeout=POLL_SECONDS, return_when=cf.FIRST_COMPLETED)
         for future in finished:
             cell = running.pop(future)
@@ -214,6 +207,30 @@ def _run_phase(cells: list[Cell], store: Store, store_path: Path, pool, tasks: d
                 on_outcome(cell, outcome)
         for cell in running.values():
             _copy_checkpoint_steps(store, store_path, cell, seen_steps)
+
+
+def _submit(cell: Cell, store: Store, store_path: Path, pool, tasks: dict[str, Task],
+            data_dir: str | None) -> cf.Future | None:
+    """Hand ``cell`` to a worker (None: an evaluate cell whose source is not done)."""
+    kwargs: dict[str, Any] = {"data_dir": data_dir, "checkpoint": None}
+    payload = cell.payload()
+    if cell.kind == "optimize":
+        ckpt = checkpoint_path(store_path, cell.key)
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        kwargs["checkpoint"] = os.fspath(ckpt)
+    else:
+        source = store.cell(cell.source_key) if cell.source_key else None
+        if source is None or source["status"] != "done":
+            return None
+        payload["prompt"] = source["best_prompt"]
+        task = tasks[cell.task]
+        n = cell.config["n_test"]
+        inputs = [ex.input for ex in (task.test if n is None else task.test[:n])]
+        kwargs["cached"] = store.cached_replies(
+            model=cell.model, dtype=cell.dtype, prompt=payload["prompt"], task=cell.task,
+            split="test", inputs=inputs, max_new_tokens=cell.config["max_new_tokens"])
+    store.mark_running(cell.key, worker=type(pool).__name__.strip("_").lower())
+    return pool.submit(cell, payload, **kwargs)
 
 
 def _outcome(future: cf.Future, cell: Cell) -> dict:
