@@ -168,3 +168,22 @@ def test_results_load_and_export(tmp_path):
     assert list(steps["step"]) == [1, 2]
     with pytest.raises(ValueError, match="valid formats"):
         results.export(path, tmp_path / "x", "xlsx")
+
+
+def test_export_and_status_commands(tmp_path, capsys):
+    from greater.cli import main
+
+    path = tmp_path / "s.sqlite"
+    with Store(path) as st:
+        st.register("cpu-smoke", [(_cell("k1"), {}), (_cell("k2", method="ape"), {})])
+        st.finish("k1", _result())
+        st.fail("k2", "RuntimeError: out of memory", "Traceback ...")
+    assert main(["results", "export", "--store", str(path), "--format", "jsonl"]) == 0
+    out = tmp_path / "s.cells.jsonl"
+    assert out.is_file() and len(out.read_text().splitlines()) == 2
+    assert main(["grid", "status", "cpu-smoke", "--store", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "1 done, 1 failed" in text and "out of memory" in text
+    (tmp_path / "junk.sqlite").write_bytes(b"junk" * 500)
+    assert main(["results", "export", "--store", str(tmp_path / "junk.sqlite")]) == 2
+    assert "not a readable results store" in capsys.readouterr().err
