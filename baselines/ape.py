@@ -9,26 +9,23 @@ search, one round) and scores the variants the same way.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 
-from greater.result import OptimizationResult
-from greater.run_config import positive_int
-from greater.tasks import Task
-from tqdm.auto import tqdm
+from greater.methods import register_method
+from greater.result import StepRecord
+from greater.run import Method, Run
+from greater.run_config import LLMOptimizerConfig, positive_int
 
 from baselines import prompts as P
-from baselines.common import LLMOptimizerConfig, Run, Scorer, UCBBandit, default_engine, \
-    step_record
-from baselines.engines import ChatEngine
+from baselines.common import UCBBandit, first_valid_prompts, step_record
 
 SELECTIONS = ("full", "ucb")
 
 
 @dataclass(frozen=True)
 class APEConfig(LLMOptimizerConfig):
-    """Configuration of :func:`optimize` (APE). Defaults follow the APE paper.
+    """Configuration of :class:`APE`. Defaults follow the APE paper.
 
     Attributes:
         n_candidates: instructions proposed (one optimiser call each; APE: 50).
@@ -68,70 +65,61 @@ class APEConfig(LLMOptimizerConfig):
             raise ValueError(f"ucb_c must be >= 0, got {self.ucb_c}")
 
 
-def _score(run: Run, cfg: APEConfig, prompts: list[str]) -> dict[str, tuple[float, int]]:
-    """Train accuracy estimate and evidence (examples scored) per prompt."""
+def _score(run: Run, cfg: APEConfig, prompts: list[str]) -> dict[str, list]:
+    """Train accuracy estimate and evidence (examples scored) per prompt: ``[acc, n]``."""
     if cfg.selection == "full":
-        return {p: (run.accuracy(p), len(run.train)) for p in prompts}
+        return {p: [run.accuracy(p), len(run.train)] for p in prompts}
     bandit = UCBBandit(prompts, run.train, run.correct, run.rng, c=cfg.ucb_c)
     bandit.run(cfg.bandit_rounds, cfg.bandit_prompts_per_round, cfg.bandit_samples_per_round)
-    return {p: (bandit.mean(p), bandit.n(p)) for p in bandit.arms}
+    return {p: [bandit.mean(p), bandit.n(p)] for p in bandit.arms}
 
 
-def _collect(run: Run, replies: list[str]) -> tuple[list[str], int]:
-    """The first valid instruction of each reply; and how many replies had none."""
-    found, failures = [], 0
-    for reply in replies:
-        prompt = next((p for p in P.parse_prompts(reply) if run.valid(p)), None)
-        if prompt is None:
-            failures += 1
-        else:
-            found.append(prompt)
-    return list(dict.fromkeys(found)), failures
-
-
-def _record(run: Run, step: int, scores: dict[str, tuple[float, int]], t0: float, **details):
+def _record(run: Run, step: int, scores: dict[str, list], t0: float, **details) -> StepRecord:
     for p, (acc, n) in scores.items():
         run.remember(p, train_accuracy=acc if n else None, step=step)
     best = max(scores, key=lambda p: (scores[p][0], scores[p][1]))
-    run.add_step(step_record(
+    return step_record(
         step, best, scores[best][0], t0,
         scores=[{"prompt": p, "train_accuracy": a, "n_scored": n} for p, (a, n) in
-                sorted(scores.items(), key=lambda kv: -kv[1][0])], **details))
-    return best
+                sorted(scores.items(), key=lambda kv: -kv[1][0])], **details)
 
 
-def optimize(lm, task: Task, config: APEConfig | None = None, *,
-             optimizer_llm: ChatEngine | None = None, progress: bool = True,
-             checkpoint: str | os.PathLike | None = None,
-             scorer: Scorer | None = None) -> OptimizationResult:
-    """Run APE on ``task``; the optimiser LLM defaults to ``lm`` itself."""
-    cfg = config or APEConfig()
-    engine = default_engine(lm, optimizer_llm)
-    run = Run("ape", lm, task, cfg, engine=engine, scorer=scorer, checkpoint=checkpoint)
-    bar = tqdm(total=1 + cfg.resample, desc=f"APE {task.name}", disable=not progress)
+@register_method("ape", config=APEConfig, uses_optimizer_llm=True,
+                 summary="APE: an optimiser LLM infers instructions from demos; best by score")
+class APE(Method):
+    """APE. Step 1 proposes and scores; step 2 (with ``resample``) paraphrases the best.
+    State: the scores of step 1 (``[accuracy, n_scored]`` per prompt)."""
 
-    t0 = time.perf_counter()
-    gold = {ex.input: ex.target for ex in run.train}
-    messages = []
-    for _ in range(cfg.n_candidates):
-        demos = run.rng.sample(run.train, min(cfg.n_demos, len(run.train)))
-        messages.append(P.ape_proposal([(ex.input, gold[ex.input]) for ex in demos]))
-    proposals, failures = _collect(run, run.ask(messages))
-    candidates = list(dict.fromkeys([cfg.initial_prompt, *proposals]))
-    scores = _score(run, cfg, candidates)
-    _record(run, 1, scores, t0, n_proposed=len(messages), n_valid=len(proposals),
-            parse_failures=failures)
-    bar.update()
+    def n_steps(self, config) -> int:
+        assert isinstance(config, APEConfig)
+        return 1 + int(config.resample)
 
-    if cfg.resample:
+    def step(self, run: Run, step: int) -> StepRecord:
+        cfg = run.cfg
+        assert isinstance(cfg, APEConfig)
         t0 = time.perf_counter()
+        if step == 1:
+            gold = {ex.input: ex.target for ex in run.train}
+            messages = []
+            for _ in range(cfg.n_candidates):
+                demos = run.rng.sample(run.train, min(cfg.n_demos, len(run.train)))
+                messages.append(P.ape_proposal([(ex.input, gold[ex.input]) for ex in demos]))
+            proposals, failures = first_valid_prompts(run, run.ask(messages))
+            if not proposals:
+                run.warn(f"none of the {len(messages)} proposals of the optimiser LLM held a "
+                         "usable instruction; only the initial prompt was scored")
+            candidates = list(dict.fromkeys([cfg.initial_prompt, *proposals]))
+            scores = _score(run, cfg, candidates)
+            run.state["scores"] = scores
+            return _record(run, 1, scores, t0, n_proposed=len(messages),
+                           n_valid=len(proposals), parse_failures=failures)
+        scores = run.state["scores"]
         top = sorted(scores, key=lambda p: (-scores[p][0], -scores[p][1]))[: cfg.resample_top]
         messages = [P.resample(p) for p in top for _ in range(cfg.n_variants)]
-        variants, failures = _collect(run, run.ask(messages))
+        variants, failures = first_valid_prompts(run, run.ask(messages))
+        if not variants:
+            run.warn(f"none of the {len(messages)} paraphrases of the optimiser LLM held a "
+                     "usable instruction")
         pool = list(dict.fromkeys([*top, *variants]))
-        new = _score(run, cfg, pool)
-        _record(run, 2, new, t0, n_proposed=len(messages), n_valid=len(variants),
-                parse_failures=failures, resampled_from=top)
-        bar.update()
-    bar.close()
-    return run.finish()
+        return _record(run, 2, _score(run, cfg, pool), t0, n_proposed=len(messages),
+                       n_valid=len(variants), parse_failures=failures, resampled_from=top)

@@ -11,24 +11,21 @@ plus the expansions are then ranked by a UCB bandit on the training subsample an
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 
-from greater.result import OptimizationResult
-from greater.run_config import positive_int
-from greater.tasks import Task
-from tqdm.auto import tqdm
+from greater.methods import register_method
+from greater.result import StepRecord
+from greater.run import Method, Run
+from greater.run_config import LLMOptimizerConfig, positive_int
 
 from baselines import prompts as P
-from baselines.common import LLMOptimizerConfig, Run, Scorer, UCBBandit, default_engine, \
-    step_record
-from baselines.engines import ChatEngine
+from baselines.common import UCBBandit, step_record, valid_prompts
 
 
 @dataclass(frozen=True)
 class APOConfig(LLMOptimizerConfig):
-    """Configuration of :func:`optimize` (ProTeGi). Defaults follow the ProTeGi paper/code.
+    """Configuration of :class:`APO` (ProTeGi). Defaults follow the ProTeGi paper/code.
 
     Attributes:
         steps: beam-search rounds, one history step each (ProTeGi: 6).
@@ -73,10 +70,6 @@ class APOConfig(LLMOptimizerConfig):
             raise ValueError(f"ucb_c must be >= 0, got {self.ucb_c}")
 
 
-def _valid_prompts(run: Run, reply: str, limit: int) -> list[str]:
-    return [p for p in P.parse_prompts(reply) if run.valid(p)][:limit]
-
-
 def _expand(run: Run, cfg: APOConfig, beam: list[str], details: dict) -> dict[str, list[str]]:
     """New prompts per beam prompt (gradients -> edits -> paraphrases)."""
     failures = details["parse_failures"]
@@ -101,7 +94,7 @@ def _expand(run: Run, cfg: APOConfig, beam: list[str], details: dict) -> dict[st
                        for p, errs, reason in edits_asked])
     edited: list[tuple[str, str]] = []  # (beam prompt, new prompt)
     for (prompt, _, _), reply in zip(edits_asked, replies):
-        new = _valid_prompts(run, reply, cfg.steps_per_gradient)
+        new = valid_prompts(run, reply, cfg.steps_per_gradient)
         if not new:
             failures["edit"] += 1
         edited.extend((prompt, p) for p in new)
@@ -109,7 +102,7 @@ def _expand(run: Run, cfg: APOConfig, beam: list[str], details: dict) -> dict[st
     replies = run.ask([P.resample(p) for _, p in asked])
     paraphrased = []
     for (parent, _), reply in zip(asked, replies):
-        new = _valid_prompts(run, reply, 1)
+        new = valid_prompts(run, reply, 1)
         if not new:
             failures["paraphrase"] += 1
         paraphrased.extend((parent, p) for p in new)
@@ -123,30 +116,35 @@ def _expand(run: Run, cfg: APOConfig, beam: list[str], details: dict) -> dict[st
     return out
 
 
-def optimize(lm, task: Task, config: APOConfig | None = None, *,
-             optimizer_llm: ChatEngine | None = None, progress: bool = True,
-             checkpoint: str | os.PathLike | None = None,
-             scorer: Scorer | None = None) -> OptimizationResult:
-    """Run ProTeGi on ``task``; the optimiser LLM defaults to ``lm`` itself."""
-    cfg = config or APOConfig()
-    engine = default_engine(lm, optimizer_llm)
-    run = Run("apo", lm, task, cfg, engine=engine, scorer=scorer, checkpoint=checkpoint)
-    beam = [cfg.initial_prompt]
-    for step in tqdm(range(1, cfg.steps + 1), desc=f"APO {task.name}", disable=not progress):
+@register_method("apo", config=APOConfig, uses_optimizer_llm=True,
+                 summary="APO/ProTeGi: textual gradients from errors, beam search with a bandit")
+class APO(Method):
+    """ProTeGi. State: the beam (prompts, best first)."""
+
+    def start(self, run: Run) -> None:
+        run.state["beam"] = [run.cfg.initial_prompt]
+
+    def step(self, run: Run, step: int) -> StepRecord:
+        cfg = run.cfg
+        assert isinstance(cfg, APOConfig)
         t0 = time.perf_counter()
         details: dict = {"minibatch_errors": [], "gradients": [],
                          "parse_failures": {"gradient": 0, "edit": 0, "paraphrase": 0}}
-        beam_before = list(beam)
-        expansions = _expand(run, cfg, beam, details)
-        pool = list(dict.fromkeys([*beam, *(p for kids in expansions.values() for p in kids)]))
+        beam_before = list(run.state["beam"])
+        expansions = _expand(run, cfg, beam_before, details)
+        pool = list(dict.fromkeys([*beam_before,
+                                   *(p for kids in expansions.values() for p in kids)]))
+        if len(pool) == len(beam_before):
+            run.warn(f"step {step}: the optimiser LLM produced no new prompt "
+                     f"(parse failures: {details['parse_failures']})")
         bandit = UCBBandit(pool, run.train, run.correct, run.rng, c=cfg.ucb_c)
         bandit.run(cfg.eval_rounds, cfg.eval_prompts_per_round, cfg.samples_per_eval)
         beam = bandit.ranked()[: cfg.beam_size]
         for p in beam:
             run.remember(p, train_accuracy=bandit.mean(p) if bandit.n(p) else None, step=step)
-        run.add_step(step_record(
+        run.state["beam"] = beam
+        return step_record(
             step, beam[0], bandit.mean(beam[0]) if bandit.n(beam[0]) else None, t0,
             n_candidates=len(pool), n_new=len(pool) - len(beam_before),
             beam=[{"prompt": p, "train_accuracy": bandit.mean(p), "n_scored": bandit.n(p)}
-                  for p in beam], **details))
-    return run.finish()
+                  for p in beam], **details)

@@ -20,26 +20,24 @@ per-example loss.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 
 import torch
+from greater.lm import LM
 from greater.lm.gradients import onehot_gradients, sequence_losses
+from greater.methods import register_method
 from greater.optimizer.config import TOKEN_FILTERS
-from greater.optimizer.search import allowed_mask, loss_sequences
-from greater.result import OptimizationResult, StepRecord
-from greater.run_config import positive_int
-from greater.tasks import Task
-from tqdm.auto import tqdm
-
-from baselines.common import BaseConfig, Run, Scorer
-from baselines.engines import ChatEngine
+from greater.optimizer.search import allowed_mask, loss_sequences, roundtrip
+from greater.result import PromptScore, StepRecord
+from greater.run import Method, Run
+from greater.run_config import RunConfig, positive_int
+from greater.tasks import Example, Task
 
 
 @dataclass(frozen=True)
-class GCGConfig(BaseConfig):
-    """Configuration of :func:`optimize` (GCG). Defaults follow the GCG paper.
+class GCGConfig(RunConfig):
+    """Configuration of :class:`GCG`. Defaults follow the GCG paper.
 
     Attributes:
         steps: optimisation steps (500).
@@ -94,7 +92,8 @@ def top_k_swaps(grad: torch.Tensor, candidates: torch.Tensor, allowed: torch.Ten
     return candidates[g.topk(max(k, 1), dim=1, largest=False).indices]
 
 
-def _mean_losses(lm, task, train, prompts: list[list[int]], cfg: GCGConfig) -> list[float]:
+def _mean_losses(lm: LM, task: Task, train: list[Example], prompts: list[list[int]],
+                 cfg: GCGConfig) -> list[float]:
     """Mean per-example loss of each prompt (forward only)."""
     seqs = [s for p in prompts for s in loss_sequences(lm, task, train, p, None)]
     total = sequence_losses(lm, seqs, temperature=cfg.ce_temperature,
@@ -102,21 +101,22 @@ def _mean_losses(lm, task, train, prompts: list[list[int]], cfg: GCGConfig) -> l
     return total.view(len(prompts), len(train)).mean(1).tolist()
 
 
-def optimize(lm, task: Task, config: GCGConfig | None = None, *,
-             optimizer_llm: ChatEngine | None = None, progress: bool = True,
-             checkpoint: str | os.PathLike | None = None,
-             scorer: Scorer | None = None) -> OptimizationResult:
-    """Run GCG on ``task`` (``optimizer_llm`` must be None: GCG uses gradients only)."""
-    cfg = config or GCGConfig()
-    if optimizer_llm is not None:
-        raise ValueError("GCG uses no optimiser LLM; pass optimizer_llm=None")
-    run = Run("gcg", lm, task, cfg, scorer=scorer, checkpoint=checkpoint)
-    allowed = allowed_mask(lm, cfg.token_filter)
-    allowed_ids = allowed.nonzero().flatten()
-    prompt = lm.prompt_ids(cfg.initial_prompt)
-    seen: dict[str, tuple[float, int]] = {}  # prompt text -> (mean loss, step)
-    for step in tqdm(range(1, cfg.steps + 1), desc=f"GCG {task.name}", disable=not progress):
+@register_method("gcg", config=GCGConfig,
+                 summary="GCG-style: one-hot gradients over the vocabulary, random token swaps")
+class GCG(Method):
+    """GCG. State: the prompt's tokens and every prompt seen with its mean loss and step."""
+
+    def start(self, run: Run) -> None:
+        run.state.update(prompt=run.lm.prompt_ids(run.cfg.initial_prompt), seen={})
+
+    def step(self, run: Run, step: int) -> StepRecord:
+        lm, task, cfg, st = run.lm, run.task, run.cfg, run.state
+        assert isinstance(cfg, GCGConfig)
         t0 = time.perf_counter()
+        prompt: list[int] = st["prompt"]
+        seen: dict[str, list] = st["seen"]  # prompt text -> [mean loss, step]
+        allowed = allowed_mask(lm, cfg.token_filter)
+        allowed_ids = allowed.nonzero().flatten()
         candidates = torch.unique(torch.cat([allowed_ids, torch.tensor(prompt)]))
         with lm.meter.phase("gradient"):
             seqs = loss_sequences(lm, task, run.train, prompt, None)
@@ -124,7 +124,7 @@ def optimize(lm, task: Task, config: GCGConfig | None = None, *,
                                     temperature=cfg.ce_temperature,
                                     weight=cfg.perplexity_weight, batch_size=cfg.grad_batch_size)
         current_loss = grad.loss / len(run.train)
-        seen.setdefault(lm.prompt_text(prompt), (current_loss, step - 1))
+        seen.setdefault(lm.prompt_text(prompt), [current_loss, step - 1])
         top = top_k_swaps(grad.grad, candidates, allowed, prompt, cfg.top_k)
         swaps: dict[tuple[int, ...], tuple[int, int]] = {}
         n_retok = 0
@@ -152,17 +152,20 @@ def optimize(lm, task: Task, config: GCGConfig | None = None, *,
             details.update(position=pos, replaced=lm.decode([prompt[pos]]),
                            chosen=lm.decode([tok]))
             prompt, loss = list(keys[best]), losses[best]
-            seen.setdefault(lm.prompt_text(prompt), (loss, step))
+            seen.setdefault(lm.prompt_text(prompt), [loss, step])
         details["best_loss"] = min(v[0] for v in seen.values())
-        run.add_step(StepRecord(step=step, prompt=lm.prompt_text(prompt), loss=loss,
-                                seconds=time.perf_counter() - t0, details=details))
-    ranked = sorted(seen.items(), key=lambda kv: (kv[1][0], -kv[1][1]))
-    contenders = [run.remember(text, train_accuracy=None, step=st) for text, (_, st) in ranked]
-    return run.finish(contenders)
+        st["prompt"] = prompt
+        return StepRecord(step=step, prompt=lm.prompt_text(prompt), loss=loss,
+                          seconds=time.perf_counter() - t0, details=details)
+
+    def ranked(self, run: Run) -> list[PromptScore]:
+        """The lowest-loss prompts seen (later first on ties)."""
+        ranked = sorted(run.state["seen"].items(), key=lambda kv: (kv[1][0], -kv[1][1]))
+        return [run.remember(text, train_accuracy=None, step=st) for text, (_, st) in ranked]
 
 
-def _retokenizes(lm, ids: list[int]) -> bool:
+def _retokenizes(lm: LM, ids: list[int]) -> bool:
     try:
-        return lm.prompt_ids(lm.prompt_text(ids)) == list(ids)
+        return roundtrip(lm, ids) == list(ids)
     except ValueError:
         return False

@@ -12,25 +12,22 @@ A step's ``train_accuracy`` is the minibatch accuracy of the prompt the step sta
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 
-from tqdm.auto import tqdm
-
 from greater.evaluate import accuracy
-from greater.result import OptimizationResult
-from greater.run_config import positive_int
-from greater.tasks import Task
+from greater.methods import register_method
+from greater.result import StepRecord
+from greater.run import Method, Run
+from greater.run_config import LLMOptimizerConfig, positive_int
 
 from baselines import prompts as P
-from baselines.common import LLMOptimizerConfig, Run, Scorer, default_engine, step_record
-from baselines.engines import ChatEngine
+from baselines.common import step_record
 
 
 @dataclass(frozen=True)
 class TextGradConfig(LLMOptimizerConfig):
-    """Configuration of :func:`optimize` (TextGrad). Defaults follow the TextGrad paper.
+    """Configuration of :class:`TextGrad`. Defaults follow the TextGrad paper.
 
     Attributes:
         steps: optimisation steps (12: three epochs of a small training set in the paper).
@@ -48,23 +45,28 @@ class TextGradConfig(LLMOptimizerConfig):
             positive_int(name, getattr(self, name))
 
 
-def optimize(lm, task: Task, config: TextGradConfig | None = None, *,
-             optimizer_llm: ChatEngine | None = None, progress: bool = True,
-             checkpoint: str | os.PathLike | None = None,
-             scorer: Scorer | None = None) -> OptimizationResult:
-    """Run TextGrad-style prompt optimisation; the optimiser LLM defaults to ``lm`` itself."""
-    cfg = config or TextGradConfig()
-    engine = default_engine(lm, optimizer_llm)
-    run = Run("textgrad", lm, task, cfg, engine=engine, scorer=scorer, checkpoint=checkpoint)
-    val = task.dev[: cfg.n_val]
-    if not val:
-        raise ValueError(f"{task.name} has no dev examples to validate rewrites on")
-    current = cfg.initial_prompt
-    current_val = run.accuracy(current, val)
-    run.remember(current, train_accuracy=None, step=0)
-    for step in tqdm(range(1, cfg.steps + 1), desc=f"TextGrad {task.name}",
-                     disable=not progress):
+@register_method("textgrad", config=TextGradConfig, uses_optimizer_llm=True,
+                 summary="TextGrad-style: LLM feedback on errors, rewrite accepted if dev holds")
+class TextGrad(Method):
+    """TextGrad-style optimisation. State: the current prompt and its validation accuracy."""
+
+    def start(self, run: Run) -> None:
+        cfg = run.cfg
+        assert isinstance(cfg, TextGradConfig)
+        val = run.task.dev[: cfg.n_val]
+        if not val:
+            raise ValueError(f"{run.task.name} has no dev examples to validate rewrites on")
+        run.state.update(current=cfg.initial_prompt,
+                         current_val=run.accuracy(cfg.initial_prompt, val), asked=0)
+        run.remember(cfg.initial_prompt, train_accuracy=None, step=0)
+
+    def step(self, run: Run, step: int) -> StepRecord:
+        cfg = run.cfg
+        assert isinstance(cfg, TextGradConfig)
+        st = run.state
+        val = run.task.dev[: cfg.n_val]
         t0 = time.perf_counter()
+        current, current_val = st["current"], st["current_val"]
         details: dict = {"parse_failures": {"feedback": 0, "update": 0}, "feedback": [],
                          "proposal": None, "accepted": False, "val_accuracy": current_val}
         batch = run.rng.sample(run.train, min(cfg.minibatch_size, len(run.train)))
@@ -74,6 +76,7 @@ def optimize(lm, task: Task, config: TextGradConfig | None = None, *,
         feedback = []
         replies = run.ask([P.textgrad_feedback(current, r.input, r.response, r.gold, r.answer)
                            for r in wrong])
+        st["asked"] += len(replies)
         for reply in replies:
             fb = P.parse_feedback(reply)
             if fb is None:
@@ -93,5 +96,8 @@ def optimize(lm, task: Task, config: TextGradConfig | None = None, *,
                     current, current_val = proposal, proposal_val
                     details.update(accepted=True, val_accuracy=current_val)
                     run.remember(current, train_accuracy=None, step=step)
-        run.add_step(step_record(step, current, accuracy(records), t0, **details))
-    return run.finish()
+        st.update(current=current, current_val=current_val)
+        if step == self.n_steps(cfg) and st["asked"] == 0:
+            run.warn("the optimiser LLM was never asked: the task model made no error on the "
+                     "training minibatches, so there was nothing to give feedback on")
+        return step_record(step, current, accuracy(records), t0, **details)

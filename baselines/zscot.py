@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 
-from greater.result import OptimizationResult
-from greater.tasks import Task
+from greater.methods import register_method
+from greater.result import StepRecord
+from greater.run import Method, Run
+from greater.run_config import RunConfig
 
-from baselines.common import BaseConfig, Run, Scorer, step_record
-from baselines.engines import ChatEngine
+from baselines.common import step_record
 
 
 @dataclass(frozen=True)
-class ZSCoTConfig(BaseConfig):
-    """Configuration of :func:`optimize` (zero-shot CoT); see :class:`BaseConfig`.
+class ZSCoTConfig(RunConfig):
+    """Configuration of zero-shot CoT; see :class:`~greater.run_config.RunConfig`.
 
     Nothing is searched: ``n_train`` examples are scored once (the train accuracy recorded in
     the single history step), then the prompt is scored on dev and test. ``n_contenders`` is
@@ -30,17 +30,17 @@ class ZSCoTConfig(BaseConfig):
             raise ValueError("zero-shot CoT has exactly one contender; n_contenders must be 1")
 
 
-def optimize(lm, task: Task, config: ZSCoTConfig | None = None, *,
-             optimizer_llm: ChatEngine | None = None, progress: bool = True,
-             checkpoint: str | os.PathLike | None = None,
-             scorer: Scorer | None = None) -> OptimizationResult:
-    """Score ``config.initial_prompt`` on train, dev and test. ``optimizer_llm`` must be None."""
-    cfg = config or ZSCoTConfig()
-    if optimizer_llm is not None:
-        raise ValueError("zero-shot CoT uses no optimiser LLM; pass optimizer_llm=None")
-    run = Run("zscot", lm, task, cfg, scorer=scorer, checkpoint=checkpoint)
-    t0 = time.perf_counter()
-    acc = run.accuracy(cfg.initial_prompt)
-    run.remember(cfg.initial_prompt, train_accuracy=acc, step=0)
-    run.add_step(step_record(0, cfg.initial_prompt, acc, t0))
-    return run.finish()
+@register_method("zscot", config=ZSCoTConfig,
+                 summary="zero-shot CoT: the initial prompt, unoptimised (a reference point)")
+class ZeroShotCoT(Method):
+    """Zero-shot CoT: one step scores the initial prompt on the training examples."""
+
+    def n_steps(self, config: RunConfig) -> int:
+        return 1
+
+    def step(self, run: Run, step: int) -> StepRecord:
+        t0 = time.perf_counter()
+        prompt = run.cfg.initial_prompt
+        acc = run.accuracy(prompt)
+        run.remember(prompt, train_accuracy=acc, step=0)
+        return step_record(step, prompt, acc, t0)

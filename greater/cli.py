@@ -94,15 +94,48 @@ def _cmd_eval(args) -> int:
     return 0
 
 
+def _announce_resume(path: Path | None) -> None:
+    """Tell the user when ``path`` holds a run that will be continued or returned."""
+    if path is None or not Path(path).is_file():
+        return
+    from greater.result import OptimizationResult
+
+    saved = OptimizationResult.load(path)
+    if saved.partial:
+        print(f"greater: resuming the partial run in {path} after step {len(saved.history)} "
+              "(--restart starts over)", file=sys.stderr)
+    else:
+        print(f"greater: {path} already holds the finished run; showing it (--restart "
+              "starts over)", file=sys.stderr)
+
+
+def _fmt(acc: float | None) -> str:
+    return "-" if acc is None else f"{acc:.3f}"
+
+
 def _cmd_optimize(args) -> int:
     from greater.optimizer.cli_args import prepare_optimize
 
     run = prepare_optimize(args)  # bad flags fail here, before a model is loaded
+    checkpoint = args.checkpoint or args.out
+    _announce_resume(checkpoint)
     lm, task = _load(args)
-    result = run(lm, task)
-    print(f"method {result.method}  best prompt: {result.best_prompt!r}\n"
-          f"dev accuracy {result.dev_accuracy}  test accuracy {result.test_accuracy}  "
+    try:
+        result = run(lm, task)
+    except KeyboardInterrupt:
+        where = f"; the partial result (resumable) is in {checkpoint}" if checkpoint else \
+            " (nothing kept: pass --out to keep partial results)"
+        print(f"greater: interrupted{where}", file=sys.stderr)
+        return 130
+    print(f"method {result.method}  task {result.task}  model {result.model}\n"
+          f"best prompt: {result.best_prompt!r}\n"
+          f"dev accuracy  {_fmt(result.dev_accuracy)} (strict {_fmt(result.dev_accuracy_strict)})"
+          f"   initial prompt {_fmt(result.initial_dev_accuracy)}\n"
+          f"test accuracy {_fmt(result.test_accuracy)} (strict {_fmt(result.test_accuracy_strict)})"
+          f"   initial prompt {_fmt(result.initial_test_accuracy)}\n"
           f"wall {result.cost.wall_seconds:.1f} s")
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.out:
         result.save(args.out)
         print(f"wrote {args.out}")

@@ -55,3 +55,24 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class LLMOptimizerConfig(RunConfig):
+    """Fields of the methods driven by an optimiser LLM (APE, APO, TextGrad, PE2, OPRO, GEPA).
+
+    Attributes:
+        optimizer_max_new_tokens: bound on each reply of the optimiser LLM.
+        optimizer_temperature: sampling temperature of the optimiser LLM (0: greedy).
+    """
+
+    optimizer_max_new_tokens: int = 256
+    optimizer_temperature: float = 0.7
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        positive_int("optimizer_max_new_tokens", self.optimizer_max_new_tokens)
+        if not isinstance(self.optimizer_temperature, (int, float)) or \
+                self.optimizer_temperature < 0:
+            raise ValueError(f"optimizer_temperature must be >= 0, "
+                             f"got {self.optimizer_temperature!r}")

@@ -9,6 +9,7 @@ import json
 import random
 import threading
 import time
+import zlib
 from contextlib import contextmanager
 
 import pytest
@@ -17,8 +18,9 @@ import torch
 import baselines as B
 from baselines import prompts as P
 from baselines.common import UCBBandit
-from baselines.engines import EngineError, OpenAIEngine
 from greater.cost import CostMeter
+from greater.engines import EngineError, OpenAIEngine
+from greater.methods import UnknownMethodError, get_method, method_names
 from greater.evaluate import ZERO_SHOT_COT_PROMPT, ExampleRecord
 from greater.lm.model import PromptError
 from greater.result import OptimizationResult
@@ -32,6 +34,9 @@ class FakeLM:
     """What a baseline needs from the task model when scoring is injected."""
 
     name = "fake-lm"
+    dtype = torch.float32
+    device = torch.device("cpu")
+    chat_date = "fixed"
 
     def __init__(self) -> None:
         self.meter = CostMeter()
@@ -90,13 +95,20 @@ def roundtrip(result: OptimizationResult) -> None:
 
 
 # ----------------------------------------------------------------------------- registry/config
+def optimize(name, *args, **kwargs):
+    return get_method(name).optimize(*args, **kwargs)
+
+
 def test_registry_lists_every_method():
-    assert set(B.METHODS) == {"greater", "zscot", "ape", "apo", "textgrad", "gcg"}
-    for name, (config_cls, optimize) in B.METHODS.items():
-        cfg = config_cls()
-        assert cfg.to_dict()["seed"] == 0 and callable(optimize)
-    with pytest.raises(ValueError, match="valid methods: ape, apo, gcg, greater, textgrad"):
-        B.get_method("opro")
+    assert {"greater", "zscot", "ape", "apo", "textgrad", "gcg"} <= set(method_names())
+    for name in method_names():
+        spec = get_method(name)
+        assert spec.name == name and spec.config_cls().to_dict()["seed"] == 0
+        assert spec.summary
+    with pytest.raises(UnknownMethodError, match="did you mean 'textgrad'"):
+        get_method("textgrd")
+    with pytest.raises(ValueError, match="valid methods: .*ape, apo"):
+        get_method("no-such-method")
 
 
 @pytest.mark.parametrize("cls, kwargs", [
@@ -117,7 +129,7 @@ def test_methods_without_optimizer_llm_refuse_one(task):
     engine = ScriptedEngine(lambda m: "")
     for name in ("greater", "zscot", "gcg"):
         with pytest.raises(ValueError, match="no optimiser LLM"):
-            B.get_method(name).optimize(FakeLM(), task, optimizer_llm=engine, progress=False)
+            get_method(name).optimize(FakeLM(), task, optimizer_llm=engine, progress=False)
 
 
 # ----------------------------------------------------------------------------- parsers
@@ -156,7 +168,8 @@ def test_ucb_bandit_ranks_the_better_arm_and_plays_unplayed_first(task):
 
     def correct(arm, exs):
         plays.append(arm)
-        return [hash((arm, e.input)) % 100 < truth[arm] * 100 for e in exs]
+        # a fixed pseudo-random draw per (arm, example): independent of PYTHONHASHSEED
+        return [zlib.crc32(f"{arm}|{e.input}".encode()) % 100 < truth[arm] * 100 for e in exs]
 
     bandit = UCBBandit(["bad", "mid", "good"], examples, correct, random.Random(1), c=0.5)
     drawn = bandit.run(rounds=6, arms_per_round=1, samples_per_round=4)
@@ -178,7 +191,7 @@ def test_ape_proposals_parse_fallbacks_and_selection(task):
                     "1. BAD list item\n2. other"])
     engine = ScriptedEngine(lambda m: next(replies))
     cfg = small(B.APEConfig, n_candidates=4, n_demos=3, seed=3)
-    res = B.ape.optimize(FakeLM(), task, cfg, optimizer_llm=engine, progress=False,
+    res = optimize("ape", FakeLM(), task, cfg, optimizer_llm=engine, progress=False,
                          scorer=fake_scorer)
     roundtrip(res)
     step = res.history[0]
@@ -191,7 +204,7 @@ def test_ape_proposals_parse_fallbacks_and_selection(task):
     # demos come from the training subsample, drawn with the seed
     assert all(m.count("Input:") == 3 for m in engine.messages)
     again = ScriptedEngine(lambda m, it=iter(["x"] * 4): next(it))
-    B.ape.optimize(FakeLM(), task, cfg, optimizer_llm=again, progress=False, scorer=fake_scorer)
+    optimize("ape", FakeLM(), task, cfg, optimizer_llm=again, progress=False, scorer=fake_scorer)
     assert again.messages == engine.messages
 
 
@@ -205,7 +218,7 @@ def test_ape_ucb_and_resampling(task):
     cfg = small(B.APEConfig, n_candidates=3, selection="ucb", bandit_rounds=3,
                 bandit_prompts_per_round=2, bandit_samples_per_round=2, resample=True,
                 resample_top=2, n_variants=2)
-    res = B.ape.optimize(FakeLM(), task, cfg, optimizer_llm=engine, progress=False,
+    res = optimize("ape", FakeLM(), task, cfg, optimizer_llm=engine, progress=False,
                          scorer=fake_scorer)
     assert len(res.history) == 2
     scored = sum(s["n_scored"] for s in res.history[0].details["scores"])
@@ -226,7 +239,7 @@ def test_apo_beam_bandit_and_fallbacks(task):
     cfg = small(B.APOConfig, steps=2, beam_size=2, minibatch_size=8, n_gradients=2,
                 errors_per_gradient=2, steps_per_gradient=2, mc_samples_per_step=1,
                 eval_rounds=4, eval_prompts_per_round=3, samples_per_eval=8)
-    res = B.apo.optimize(FakeLM(), task, cfg, optimizer_llm=engine, progress=False,
+    res = optimize("apo", FakeLM(), task, cfg, optimizer_llm=engine, progress=False,
                          scorer=fake_scorer)
     roundtrip(res)
     first, second = res.history
@@ -245,7 +258,7 @@ def test_apo_garbage_gradients_keep_the_beam(task):
     engine = ScriptedEngine(lambda m: "" if "reasons" in m else "<prompt>x</prompt>")
     cfg = small(B.APOConfig, steps=1, beam_size=2, n_gradients=3, eval_rounds=1,
                 eval_prompts_per_round=1, samples_per_eval=2)
-    res = B.apo.optimize(FakeLM(), task, cfg, optimizer_llm=engine, progress=False,
+    res = optimize("apo", FakeLM(), task, cfg, optimizer_llm=engine, progress=False,
                          scorer=fake_scorer)
     assert res.history[0].details["parse_failures"]["gradient"] == 3
     assert res.best_prompt == ZERO_SHOT_COT_PROMPT and res.history[0].details["n_new"] == 0
@@ -261,7 +274,7 @@ def test_textgrad_rejects_rewrites_that_lower_dev_accuracy(task):
 
     engine = ScriptedEngine(script)
     cfg = small(B.TextGradConfig, steps=4, minibatch_size=8, n_val=6)
-    res = B.textgrad.optimize(FakeLM(), task, cfg, optimizer_llm=engine, progress=False,
+    res = optimize("textgrad", FakeLM(), task, cfg, optimizer_llm=engine, progress=False,
                               scorer=fake_scorer)
     roundtrip(res)
     s1, s2, s3, s4 = (h.details for h in res.history)
@@ -276,13 +289,55 @@ def test_textgrad_rejects_rewrites_that_lower_dev_accuracy(task):
     assert [c.prompt for c in res.contenders] == [ZERO_SHOT_COT_PROMPT, res.best_prompt]
 
 
-def test_checkpoint_is_written_every_step(task, tmp_path):
+class Interrupt(Exception):
+    """Stands for a kill between two steps."""
+
+
+def test_checkpoint_every_step_and_resume_gives_the_uninterrupted_result(task, tmp_path):
+    """The run dies in step 3: the checkpoint holds steps 1-2 (so it is written per step), and
+    resuming from it ends exactly as a run that was never interrupted."""
+
+    def script(m):
+        return "Mention operator precedence." if "wrong" in m else "<prompt>GOOD idea</prompt>"
+
+    cfg = small(B.TextGradConfig, steps=4, minibatch_size=4, n_val=2, seed=5)
+    whole = optimize("textgrad", FakeLM(), task, cfg, optimizer_llm=ScriptedEngine(script),
+                     progress=False, scorer=fake_scorer)
+
+    train = {ex.input for ex in task.train}
+    minibatches = []
+
+    def dying_scorer(prompt, examples):
+        if all(ex.input in train for ex in examples):  # each step scores one minibatch
+            minibatches.append(prompt)
+            if len(minibatches) == 3:
+                raise Interrupt
+        return fake_scorer(prompt, examples)
+
     path = tmp_path / "run.json"
-    engine = ScriptedEngine(lambda m: "Be careful." if "wrong" in m else "<prompt>p</prompt>")
-    cfg = small(B.TextGradConfig, steps=2, minibatch_size=4, n_val=2)
-    res = B.textgrad.optimize(FakeLM(), task, cfg, optimizer_llm=engine, progress=False,
-                              scorer=fake_scorer, checkpoint=path)
-    assert OptimizationResult.load(path) == res
+    with pytest.raises(Interrupt):
+        optimize("textgrad", FakeLM(), task, cfg, optimizer_llm=ScriptedEngine(script),
+                 progress=False, scorer=dying_scorer, checkpoint=path)
+    partial = OptimizationResult.load(path)
+    assert partial.status == "partial" and [h.step for h in partial.history] == [1, 2]
+    assert partial.resume is not None and partial.resume["next_step"] == 3
+    resumed = optimize("textgrad", FakeLM(), task, cfg, optimizer_llm=ScriptedEngine(script),
+                       progress=False, scorer=fake_scorer, checkpoint=path)
+    assert resumed.status == "done" and resumed.resume is None
+    for field in ("best_prompt", "dev_accuracy", "test_accuracy", "contenders", "config"):
+        assert getattr(resumed, field) == getattr(whole, field), field
+    assert [(h.prompt, h.details) for h in resumed.history] == \
+        [(h.prompt, h.details) for h in whole.history]
+    assert OptimizationResult.load(path) == resumed
+    # a finished checkpoint is returned as it is; another config is refused
+    again = optimize("textgrad", FakeLM(), task, cfg, optimizer_llm=ScriptedEngine(script),
+                     progress=False, scorer=fake_scorer, checkpoint=path)
+    assert again == resumed
+    with pytest.raises(ValueError, match="config.steps: 4 in the checkpoint, 5 now"):
+        optimize("textgrad", FakeLM(), task, small(B.TextGradConfig, steps=5, minibatch_size=4,
+                                                   n_val=2, seed=5),
+                 optimizer_llm=ScriptedEngine(script), progress=False, scorer=fake_scorer,
+                 checkpoint=path)
 
 
 def test_top_k_swaps_excludes_current_and_disallowed():
@@ -419,7 +474,7 @@ def test_ape_through_the_openai_engine_counts_its_cost(api_key, task):
     with chat_server(script) as (server, url):
         engine = engine_for(url, api_key)
         cfg = small(B.APEConfig, n_candidates=2)
-        res = B.ape.optimize(FakeLM(), task, cfg, optimizer_llm=engine, progress=False,
+        res = optimize("ape", FakeLM(), task, cfg, optimizer_llm=engine, progress=False,
                              scorer=fake_scorer)
     assert res.best_prompt == "GOOD from the api"
     assert res.history[0].details["parse_failures"] == 1
@@ -458,7 +513,7 @@ def one_thread():
 @pytest.mark.parametrize("name", list(E2E))
 def test_end_to_end_on_smollm(name, lm16, task, one_thread):
     cfg = E2E[name]()
-    res = B.get_method(name).optimize(lm16, task, cfg, progress=False)
+    res = get_method(name).optimize(lm16, task, cfg, progress=False)
     roundtrip(res)
     assert res.method == name and res.model == lm16.name and res.task == TASK
     assert res.history and res.best_prompt.strip() and res.seed == 0

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from greater.evaluate import ZERO_SHOT_COT_PROMPT, ExampleRecord, accuracy, evaluate
+from greater.evaluate import EvaluationResult, ZERO_SHOT_COT_PROMPT, ExampleRecord, accuracy, evaluate
 from greater.lm import PromptError
 from greater.tasks import TaskError, load_task
 
@@ -31,14 +31,19 @@ def test_evaluation_result_is_consistent(result, task, lm16):
     assert result.accuracy == pytest.approx(result.n_correct / 4)
     assert result.accuracy == pytest.approx(accuracy(result.records))
     assert result.n_unparsed == sum(r.answer is None for r in result.records)
-    assert result.config == {"limit": 4, "max_new_tokens": 64, "batch_size": 16}
+    assert result.config == {"split": "dev", "limit": 4, "max_new_tokens": 64, "batch_size": 16}
+    assert result.provenance["dtype"] and result.provenance["device"] == "cpu"
+    assert result.provenance["data_digest"] == task.data_digest
+    assert result.accuracy_strict == pytest.approx(accuracy(result.records, strict=True))
+    assert all(r.strict_correct == (r.strict_answer == r.gold) for r in result.records)
     assert result.cost.generated_tokens > 0 and result.cost.forward_passes > 0
     assert result.versions
 
 
 def test_records_match_the_examples(result, task):
     names = {f.name for f in dataclasses.fields(ExampleRecord)}
-    assert names == {"input", "reasoning", "response", "answer", "gold", "correct", "stopped_by"}
+    assert names == {"input", "reasoning", "response", "answer", "gold", "correct", "stopped_by",
+                     "strict_answer", "strict_correct"}
     for record, example in zip(result.records, task.dev[:4]):
         assert record.input == example.input
         assert record.gold == task.gold_answer(example) and record.gold in ("True", "False")
@@ -72,3 +77,8 @@ def test_limit_larger_than_split_uses_the_whole_split(lm16, task):
     tiny = dataclasses.replace(task, dev=task.dev[:2])
     res = evaluate(lm16, tiny, limit=50, max_new_tokens=4, progress=False)
     assert res.n_examples == 2
+
+
+def test_evaluation_result_saves_and_loads(result, tmp_path):
+    path = result.save(tmp_path / "eval.json")
+    assert EvaluationResult.load(path) == result

@@ -327,7 +327,8 @@ def test_hub_failure_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "local folder" in message and DEFAULT_MODEL in message
 
 
-def test_hub_failure_messages() -> None:
+def test_hub_failure_messages(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # the caller's setting must not matter
     gated = _hub_failure_message("meta-llama/x", OSError("You are trying to access a gated repo."))
     assert "hf auth login" in gated
     missing = _hub_failure_message(

@@ -31,6 +31,9 @@ PROMPT_JOINER = ". Use"
 #: Tokens that end an assistant turn in the chat formats of the supported families.
 _END_OF_TURN_TOKENS = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|endoftext|>", "<|end|>")
 MAX_PROMPT_TOKENS = 256
+#: Date string handed to chat templates that print one (Llama 3.x: "Today Date: ..."), so a
+#: result never depends on the day it was computed; recorded in every result's provenance.
+CHAT_DATE = "26 Jul 2024"
 
 
 class PromptError(ValueError):
@@ -56,6 +59,7 @@ class LM:
         self.name = name
         self.device = torch.device(device)
         self.meter = CostMeter()
+        self.chat_date = CHAT_DATE
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.stop_ids = self._find_stop_ids()
@@ -123,8 +127,8 @@ class LM:
 
     def _render(self, user_text: str) -> str:
         return self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": user_text}], tokenize=False, add_generation_prompt=True
-        )
+            [{"role": "user", "content": user_text}], tokenize=False, add_generation_prompt=True,
+            date_string=self.chat_date)
 
     def head_ids(self, question: str) -> list[int]:
         """Tokens from the start of the chat up to and including ``PROMPT_JOINER``."""
@@ -219,11 +223,13 @@ class LM:
 
     @property
     def embed_scale(self) -> float:
-        """Factor the input embedding layer applies to its table rows (Gemma: sqrt(hidden))."""
+        """Factor the input embedding layer applies to its table rows (Gemma: sqrt(hidden)),
+        rounded to the model's dtype as the layer itself applies it (bf16: 25.25 not 25.30)."""
         scale = getattr(self.embedding_layer, "embed_scale", None)
         if scale is None:
             return 1.0
-        return float(scale.item() if torch.is_tensor(scale) else scale)
+        value = float(scale.item() if torch.is_tensor(scale) else scale)
+        return float(torch.tensor(value, dtype=self.dtype).item())
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """Input embeddings ``[..., H]`` of token ids ``[...]``, exactly as the model embeds them."""

@@ -1,6 +1,6 @@
 """GReaTer: `GreaterConfig` -> `optimize(lm, task, config)` -> `OptimizationResult`."""
 
 from greater.optimizer.config import GreaterConfig
-from greater.optimizer.search import optimize
+from greater.optimizer.search import Greater, optimize
 
-__all__ = ["GreaterConfig", "optimize"]
+__all__ = ["Greater", "GreaterConfig", "optimize"]

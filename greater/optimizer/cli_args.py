@@ -1,20 +1,20 @@
 """`greater optimize`: flags that mirror the config fields, and the dispatch to a method.
 
-Every method's config is a dataclass; a flag set on the command line is applied to each field of
-the same name, and a flag that the chosen method has no field for is an error (never silently
-ignored). Defaults are the config's own (the papers'), so a flag left out changes nothing.
+Methods come from the registry (:mod:`greater.methods`). Every method's config is a dataclass;
+a flag set on the command line is applied to the field of the same name, and a flag that the
+chosen method has no field for is an error (never silently ignored). A config starts from the
+method's defaults, then ``--preset``, then the flags: an explicit flag always wins.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 from typing import Any
 
-METHOD_NAMES = ("greater", "zscot", "ape", "apo", "textgrad", "gcg")
-#: Methods that ask an optimiser LLM (the task model itself unless an endpoint is given).
-LLM_OPTIMISED = ("ape", "apo", "textgrad")
+from greater.methods import get_method, method_names
+from greater.presets import PRESETS, build_config as build_method_config, config_fields, \
+    parse_field_value
 
 # flag -> (config field, type, help)
 _FIELD_FLAGS: dict[str, tuple[str, Any, str]] = {
@@ -31,8 +31,12 @@ _FIELD_FLAGS: dict[str, tuple[str, Any, str]] = {
 
 
 def add_optimize_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", default="greater", choices=METHOD_NAMES,
-                   help="optimiser (default: greater)")
+    p.add_argument("--method", default="greater", choices=method_names(),
+                   help="optimiser, from the method registry (default: greater)")
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                   help="start from a named preset (the research code's settings); explicit "
+                        "flags override it: " + "; ".join(f"{p.name}: {p.description}"
+                                                          for p in PRESETS.values()))
     for flag, (_field, typ, help_) in _FIELD_FLAGS.items():
         p.add_argument(flag, type=typ, default=None, help=help_)
     p.add_argument("--no-reasoning", action="store_true",
@@ -41,7 +45,10 @@ def add_optimize_arguments(p: argparse.ArgumentParser) -> None:
                    help="set any field of the method's config, e.g. --set n_candidates=8 "
                         "(repeatable; see the method's Config class for the fields)")
     p.add_argument("--checkpoint", default=None,
-                   help="write the partial result here after every step (default: --out)")
+                   help="write the partial result here after every step (default: --out); a "
+                        "file there holding a partial run of the same configuration is resumed")
+    p.add_argument("--restart", action="store_true",
+                   help="start over even if the checkpoint holds a partial run")
     p.add_argument("--optimizer-base-url", default=None,
                    help="OpenAI-compatible endpoint for the optimiser LLM of APE/APO/TextGrad "
                         "(default: the task model itself)")
@@ -50,9 +57,10 @@ def add_optimize_arguments(p: argparse.ArgumentParser) -> None:
                    help="environment variable holding the endpoint's API key")
 
 
-def build_config(config_cls, args: argparse.Namespace):
-    """The method's config with every flag the user set applied (validated by the config)."""
-    fields = {f.name for f in dataclasses.fields(config_cls)}
+def build_config(method: str, args: argparse.Namespace):
+    """The method's config: defaults, then ``--preset``, then every flag the user set."""
+    config_cls = get_method(method).config_cls
+    fields = config_fields(config_cls)
     values: dict[str, Any] = {}
     wanted = {field: getattr(args, flag.lstrip("-").replace("-", "_"))
               for flag, (field, _t, _h) in _FIELD_FLAGS.items()}
@@ -66,54 +74,37 @@ def build_config(config_cls, args: argparse.Namespace):
         if field not in fields:
             if field in ("max_new_tokens", "batch_size"):
                 continue  # common generation flags; methods without generation ignore them
-            raise ValueError(f"--{field.replace('_', '-')} does not apply to method "
-                             f"{args.method!r}")
+            flag = "--no-reasoning" if field == "use_reasoning" else \
+                "--" + field.replace("_", "-")
+            raise ValueError(f"{flag} does not apply to method {method!r}")
         values[field] = value
-    types = {f.name: f.type for f in dataclasses.fields(config_cls)}
     for item in args.overrides:
         field, sep, raw = item.partition("=")
         field = field.strip().replace("-", "_")
         if not sep or field not in fields:
             raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of "
                              f"{', '.join(sorted(fields))}")
-        annotation = types[field]
-        type_name = annotation if isinstance(annotation, str) else getattr(
-            annotation, "__name__", str(annotation))
-        values[field] = _parse_value(raw.strip(), type_name, field)
-    return config_cls(**values)
-
-
-def _parse_value(raw: str, type_name: str, field: str) -> Any:
-    """Convert ``raw`` to the config field's annotated type (bool, int, float, str, or None)."""
-    if raw.lower() == "none" and "None" in type_name:
-        return None
-    try:
-        if type_name.startswith("bool"):
-            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(raw)
-            return raw.lower() in ("true", "1", "yes")
-        if type_name.startswith("int"):
-            return int(raw)
-        if type_name.startswith("float"):
-            return float(raw)
-    except ValueError:
-        raise ValueError(f"--set {field}={raw!r}: not a valid {type_name}") from None
-    return raw
+        values[field] = parse_field_value(raw, fields[field], f"--set {field}")
+    return build_method_config(method, args.preset, values)
 
 
 def prepare_optimize(args: argparse.Namespace):
     """Validate the flags before any model is loaded: return a ``run(lm, task)`` callable."""
-    from baselines import get_method
+    spec = get_method(args.method)
+    config = build_config(args.method, args)
+    checkpoint = args.checkpoint or args.out
+    if checkpoint is not None and args.restart:
+        from pathlib import Path
 
-    method = get_method(args.method)
-    config = build_config(method.config, args)
-    kwargs: dict[str, Any] = {"checkpoint": args.checkpoint or args.out}
+        Path(checkpoint).unlink(missing_ok=True)
+    kwargs: dict[str, Any] = {"checkpoint": checkpoint, "preset": args.preset}
     if args.optimizer_base_url:
-        if args.method not in LLM_OPTIMISED:
-            raise ValueError(f"method {args.method!r} uses no optimiser LLM")
+        if not spec.uses_optimizer_llm:
+            raise ValueError(f"method {args.method!r} uses no optimiser LLM "
+                             "(--optimizer-base-url does not apply)")
         if not args.optimizer_model:
             raise ValueError("--optimizer-base-url needs --optimizer-model")
-        from baselines.engines import OpenAIEngine
+        from greater.engines import OpenAIEngine
 
         if not os.environ.get(args.optimizer_key_env):
             raise ValueError(f"set ${args.optimizer_key_env} to the endpoint's API key")
@@ -122,6 +113,6 @@ def prepare_optimize(args: argparse.Namespace):
                                                api_key_env=args.optimizer_key_env)
 
     def run(lm, task):
-        return method.optimize(lm, task, config, **kwargs)
+        return spec.optimize(lm, task, config, **kwargs)
 
     return run

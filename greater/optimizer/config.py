@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from greater.lm.model import MAX_PROMPT_TOKENS
 from greater.run_config import RunConfig, positive_int
 
 TOKEN_FILTERS = ("ascii", "none")
@@ -34,7 +35,8 @@ class GreaterConfig(RunConfig):
             the prompt and extractor, with no reasoning chain in between.
         token_filter: "ascii" allows only tokens made of ASCII letters and spaces, plus exactly
             "." and "," (the paper's filter); "none" allows every non-special token.
-        max_prompt_tokens: the prompt never grows beyond this; the walk wraps to 0 there.
+        max_prompt_tokens: the prompt never grows beyond this; the walk wraps to 0 there (at
+            most the LM's prompt limit; an initial prompt longer than this is refused).
         grad_batch_size: examples per forward/backward pass of the gradient.
     """
 
@@ -69,6 +71,9 @@ class GreaterConfig(RunConfig):
         if self.token_filter not in TOKEN_FILTERS:
             raise ValueError(f"token_filter must be one of {TOKEN_FILTERS}, "
                              f"got {self.token_filter!r}")
+        if self.max_prompt_tokens > MAX_PROMPT_TOKENS:
+            raise ValueError(f"max_prompt_tokens ({self.max_prompt_tokens}) is above the "
+                             f"model's prompt limit ({MAX_PROMPT_TOKENS})")
         if self.intersection_size > self.n_train:
             raise ValueError(f"intersection_size ({self.intersection_size}) cannot exceed "
                              f"n_train ({self.n_train})")

@@ -177,6 +177,18 @@ def extract(
     return answer
 
 
+def strict_extract(
+    after_extractor: str, parser: AnswerParser, options: Mapping[str, str] | None = None
+) -> str | None:
+    """The canonical answer at the head of the text generated after the extractor, or None.
+
+    No fall-back to the rest of the reply: the strict ("strict-match") reading.
+    """
+    if not after_extractor or not after_extractor.strip():
+        return None
+    return parser.parse_segment(_first_line(after_extractor), options)
+
+
 def _first_line(text: str) -> str:
     """Leading blank lines plus the first non-blank line, capped in length."""
     match = re.match(r"\s*[^\n]*", text)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from greater.tasks.base import AnswerType, Example, TaskError
 from greater.tasks.extractors import default_extractor, parser_for
-from greater.tasks.parsing import AnswerParser, extract
+from greater.tasks.parsing import AnswerParser, extract, strict_extract
 
 __all__ = ["Task", "SPLITS"]
 
@@ -59,6 +62,27 @@ class Task:
                 f"unknown split {name!r} for task {self.name}; valid splits: {', '.join(SPLITS)}"
             )
         return getattr(self, key)
+
+    @cached_property
+    def data_digest(self) -> str:
+        """sha256 (hex) of the task's examples as loaded, split by split, in order.
+
+        The same data read from files or from the hub gives the same digest; any change to an
+        example, a split boundary or the order changes it. Recorded in every result.
+        """
+        payload = {name: [[ex.input, ex.target] for ex in getattr(self, name)] for name in SPLITS}
+        blob = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    def extract_strict_answer(self, after_extractor: str, example: Example | None = None
+                              ) -> str | None:
+        """The answer read only from the text generated right after the extractor ("strict").
+
+        This is what the research code's re-scoring checks: an empty or unparseable slot is
+        wrong even when the reasoning named the gold answer (cf. :meth:`extract_answer`).
+        """
+        options = self._parser.options_for(example.input) if example is not None else None
+        return strict_extract(after_extractor, self._parser, options)
 
     @property
     def examples(self) -> list[Example]:

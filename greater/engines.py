@@ -1,4 +1,4 @@
-"""Optimiser LLMs for the LLM-driven baselines (APE, APO, TextGrad).
+"""Optimiser LLMs for the methods that ask one (APE, APO, TextGrad, PE2, OPRO, GEPA).
 
 A :class:`ChatEngine` answers single-turn user messages and counts what it costs in a
 :class:`~greater.cost.CostMeter`. Two engines:
