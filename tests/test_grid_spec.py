@@ -155,3 +155,18 @@ def test_bad_spec_fails_on_the_command_line_before_any_cell(tmp_path, data_dir, 
 def test_unknown_grid_name_lists_the_grids():
     with pytest.raises(SpecError, match="valid grids: .*cpu-smoke"):
         load_spec("cpu-smok")
+
+
+def test_presets_by_task_family(data_dir):
+    cells = resolve_cells(load_spec("paper-comparison"), data_dir=data_dir)
+    greater = {c.task: c for c in cells if c.method == "greater"
+               and c.model == "meta-llama/Meta-Llama-3-8B-Instruct"}
+    assert greater["bbh/navigate"].config["top_k"] == 40 and greater["gsm8k"].config["top_k"] == 10
+    assert (greater["bbh/navigate"].preset, greater["folio"].preset) == ("paper-bbh", "paper-folio")
+    assert all(c.config["n_train"] == 50 for c in cells)  # shared preset fields reach baselines
+
+
+def test_unknown_preset_family(tmp_path):
+    path = _spec(tmp_path, BASE.replace("seeds = [0]", "seeds = [0]\npreset = {mmlu = \"paper-bbh\"}"))
+    with pytest.raises(SpecError, match="unknown task family 'mmlu'"):
+        load_spec(path)

@@ -23,7 +23,7 @@ from greater.store import CellRow
 from greater.tasks import Task, load_task
 
 from benchmarks.harness import registry
-from benchmarks.harness.spec import GridSpec, SpecError
+from benchmarks.harness.spec import GridSpec, SpecError, preset_for
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,12 @@ class Cell(CellRow):
     Attributes:
         labels: the cell's places in its grid (ablation axis and value; transfer role); an
             ablation's base config reached by two sweeps has two.
+        preset: the preset the config was built from (recorded in the provenance; the config
+            itself is what the key hashes).
     """
 
     labels: tuple[dict[str, Any], ...] = ({},)
+    preset: str | None = None
 
     @property
     def title(self) -> str:
@@ -52,7 +55,7 @@ class Cell(CellRow):
         """What a worker needs to run the cell (JSON-able)."""
         return {"key": self.key, "kind": self.kind, "method": self.method, "model": self.model,
                 "dtype": self.dtype, "task": self.task, "seed": self.seed,
-                "config": self.config, "source_key": self.source_key}
+                "config": dict(self.config), "source_key": self.source_key, "preset": self.preset}
 
 
 def cell_key(kind: str, method: str, model: str, dtype: str, task: str, seed: int,
@@ -111,7 +114,8 @@ def resolve_cells(spec: GridSpec, *, data_dir: str | os.PathLike | None = None,
                             label = {"role": "source"}
                         cell = Cell(key=key, kind="optimize", method=method, model=model,
                                     dtype=spec.dtype, task=task_name, seed=seed, config=config,
-                                    data_digest=digest, labels=(label,))
+                                    data_digest=digest, labels=(label,),
+                                    preset=preset_for(spec, task_name))
                         add(cell)
                         sources.setdefault((method, model, task_name, seed), []).append(cell)
     for source_model, target_model in spec.pairs:
@@ -138,7 +142,7 @@ def _config(spec: GridSpec, method: str, model: str, task: str, seed: int,
     overrides.update(extra)
     overrides["seed"] = seed
     try:
-        config = registry.build_config(method, spec.preset, overrides)
+        config = registry.build_config(method, preset_for(spec, task), overrides)
     except (TypeError, ValueError) as exc:
         raise SpecError(f"{spec.path}: cell {method} {model} {task} seed {seed}"
                         f"{' ' + str(extra) if extra else ''}: {exc}") from None

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from greater.tasks import Task
 
+from benchmarks.harness import registry
 from benchmarks.harness.cells import Cell
 
 
@@ -84,7 +85,7 @@ def estimate(cell: Cell, task: Task) -> CostBound:
         return CostBound(steps=0, generations=n_test, llm_calls=0,
                          tokens=n_test * c["max_new_tokens"])
     n_train = min(c["n_train"], len(task.train))
-    steps = c.get("steps", 1 if cell.method != "zscot" else 0)
+    steps = registry.n_steps(cell.method, c)
     bound = SEARCH_BOUNDS.get(cell.method)
     exact = bound is not None
     search, calls = bound(c, n_train) if bound else (steps * n_train, steps * n_train)

@@ -9,7 +9,8 @@ A spec (see the README's "Grids" section for every key)::
     models = ["smollm2-135m"]      # registry names or Hugging Face ids (transfer: see [transfer])
     seeds = [0]
     dtype = "bf16"                 # bf16 | fp16 | fp32
-    preset = "paper-bbh"           # optional; applies to the methods it names
+    preset = "paper-bbh"           # optional: one preset, or a table by task family:
+    # [preset]  bbh = "paper-bbh"  gsm8k = "paper-gsm8k"  folio = "paper-folio"
     [defaults]                     # config fields for every method that has them
     n_train = 4
     [overrides.greater]            # config fields for one method (explicit values win)
@@ -47,6 +48,7 @@ TRANSFER_TASKS = tuple(f"bbh/{t}" for t in (
     "hyperbaton", "causal_judgement"))
 #: Task sets a spec may name besides the task registry's own groups (bbh, bbh-paper).
 TASK_SETS = {"bbh-transfer": TRANSFER_TASKS}
+PRESET_FAMILIES = ("*", "bbh", "gsm8k", "folio")
 _KEYS = ("name", "kind", "description", "methods", "tasks", "models", "seeds", "dtype", "preset",
          "defaults", "overrides", "sweep", "transfer")
 
@@ -69,7 +71,8 @@ class GridSpec:
         models: models cells optimise on (transfer: the source models of ``pairs``).
         seeds: seeds, one cell each.
         dtype: the models' dtype.
-        preset: a preset name, or None.
+        presets: ``{task family: preset name}`` (``"*"``: every task); families are
+            ``bbh``, ``gsm8k``, ``folio``.
         defaults: config fields for every method that has them.
         overrides: ``{method: {field: value}}``.
         sweep: ``{field: [values]}`` (ablation only).
@@ -85,7 +88,7 @@ class GridSpec:
     models: tuple[str, ...]
     seeds: tuple[int, ...]
     dtype: str = "bf16"
-    preset: str | None = None
+    presets: dict[str, str] = field(default_factory=dict)
     defaults: dict[str, Any] = field(default_factory=dict)
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     sweep: dict[str, list[Any]] = field(default_factory=dict)
@@ -193,10 +196,7 @@ def load_spec(name_or_path: str | Path) -> GridSpec:
     dtype = raw.get("dtype", "bf16")
     if dtype not in DTYPES:
         raise fail(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    preset = raw.get("preset")
-    if preset is not None and preset not in registry.preset_names():
-        raise fail(f"unknown preset {preset!r}{_did_you_mean(str(preset), registry.preset_names())}"
-                   f"; valid presets: {', '.join(registry.preset_names()) or 'none'}")
+    presets = _presets(raw.get("preset"), fail)
 
     defaults = _table(raw, "defaults", fail)
     fields_of = {m: registry.config_fields(m) for m in methods}
@@ -239,8 +239,35 @@ def load_spec(name_or_path: str | Path) -> GridSpec:
     name = raw.get("name", path.stem)
     return GridSpec(name=name, path=path, kind=kind, description=str(raw.get("description", "")),
                     methods=tuple(methods), tasks=tuple(tasks), models=tuple(models),
-                    seeds=tuple(seeds), dtype=dtype, preset=preset, defaults=defaults,
+                    seeds=tuple(seeds), dtype=dtype, presets=presets, defaults=defaults,
                     overrides=overrides, sweep=sweep, pairs=tuple(pairs))
+
+
+def preset_for(spec: GridSpec, task: str) -> str | None:
+    """The preset a cell on ``task`` uses: its family's, else the spec-wide one, else None."""
+    return spec.presets.get(task_family(task), spec.presets.get("*"))
+
+
+def task_family(task: str) -> str:
+    """``bbh`` for ``bbh/<task>``, else the task name (``gsm8k``, ``folio``)."""
+    return task.split("/", 1)[0]
+
+
+def _presets(value: Any, fail) -> dict[str, str]:
+    if value is None:
+        return {}
+    table = {"*": value} if isinstance(value, str) else value
+    if not isinstance(table, dict):
+        raise fail("preset must be a preset name or a table {task family = preset name}")
+    valid = registry.preset_names()
+    for family, name in table.items():
+        if family not in PRESET_FAMILIES:
+            raise fail(f"preset: unknown task family {family!r}; valid families: "
+                       f"{', '.join(f for f in PRESET_FAMILIES if f != '*')}")
+        if name not in valid:
+            raise fail(f"unknown preset {name!r}{_did_you_mean(str(name), valid)}; valid presets: "
+                       f"{', '.join(valid)}")
+    return dict(table)
 
 
 def _table(raw: dict, key: str, fail) -> dict:

@@ -78,13 +78,15 @@ def _optimize(payload: dict[str, Any], lm, task, checkpoint: str | None) -> dict
     from benchmarks.harness import registry
 
     config = registry.build_config(payload["method"], None, dict(payload["config"]))
-    result = registry.optimize(payload["method"], lm, task, config, checkpoint=checkpoint)
+    result = registry.optimize(payload["method"], lm, task, config, checkpoint=checkpoint,
+                               preset=payload["preset"])
     return result.to_dict()
 
 
 def _evaluate(payload: dict[str, Any], lm, task, cached: dict[str, dict]) -> dict[str, Any]:
     """The source prompt on this model's test split, generating only what is not cached."""
     from greater.evaluate import score_examples
+    from greater.provenance import provenance
 
     cfg = payload["config"]
     prompt = payload["prompt"]
@@ -104,6 +106,6 @@ def _evaluate(payload: dict[str, Any], lm, task, cached: dict[str, dict]) -> dic
             "test_accuracy_strict": sum(bool(r.get("strict_correct")) for r in records) / n,
             "test_records": records, "cost": (lm.meter.snapshot() - before).to_dict(),
             "config": cfg, "seed": payload["seed"], "n_cached": len(examples) - len(missing),
-            "provenance": {"model": lm.name, "dtype": payload["dtype"],
-                           "device": str(getattr(lm, "device", "")),
-                           "data_digest": task.data_digest}}
+            "provenance": provenance(method=payload["method"], lm=lm, task=task, config=cfg,
+                                     seed=payload["seed"], preset=payload["preset"],
+                                     extra={"evaluated_prompt_from": payload["source_key"]})}
