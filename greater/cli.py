@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     from greater.cli_grid import add_grid_commands
 
     add_grid_commands(sub)
+    from greater.cli_report import add_report_command
+
+    add_report_command(sub)
     return parser
 
 
@@ -152,9 +155,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         from greater.cli_grid import grid_command_handler
+        from greater.cli_report import report_command_handler
 
         handler = {"provision": _cmd_provision, "eval": _cmd_eval, "optimize": _cmd_optimize
-                   }.get(args.command) or grid_command_handler(args.command)
+                   }.get(args.command) or grid_command_handler(args.command) \
+            or report_command_handler(args.command)
         return handler(args)
     except (ModelError, TaskError, PromptError, ValueError) as exc:
         print(f"greater: error: {exc}", file=sys.stderr)
