@@ -17,6 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 (after the backend is chosen)
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from reports.data import COST_MEASURES, ReportData  # noqa: E402
@@ -129,6 +130,8 @@ def curves_figure(data: ReportData, grid: str, model: str, out: Path,
                             color=colours[method])
             ax.set_title(title, fontsize=9)
             ax.set_xlabel(x.removeprefix("cum_").replace("_", " "))
+            if x == "step":
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes[0].legend(fontsize=7, frameon=False)
         stem = slug("curves", grid, model)
         png, svg = _save(fig, out, stem)

@@ -32,6 +32,8 @@ TEMPLATES = Path(__file__).with_name("templates")
 #: The only text that differs between two renderings of the same store.
 TIMESTAMP = re.compile(r"generated \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 OUTPUTS = ("index.html", "report.md")
+#: Cell texts set flush right (numbers, intervals, p-values, the en dash of a missing value).
+NUMERIC = re.compile(r"^(?:[-+<]?\d|–$)")
 
 
 @dataclass
@@ -144,6 +146,7 @@ def _environment() -> jinja2.Environment:
                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
                              undefined=jinja2.StrictUndefined)
     env.filters["md"] = lambda text: str(text).replace("|", "\\|").replace("\n", " ")
+    env.tests["numeric"] = lambda text: bool(NUMERIC.match(str(text)))
     return env
 
 

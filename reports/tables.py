@@ -540,8 +540,8 @@ def grid_spec_table(data: ReportData) -> Table:
                       if group[c].notna().any() and group[c].astype(str).nunique() == 1}
             counts = group["status"].value_counts()
             rows.append([TableCell(info.name, "label"), TableCell(info.kind),
-                         TableCell(method), _joined(group["model"]),
-                         TableCell(", ".join(sorted(group["task"].unique()))),
+                         TableCell(method), TableCell(_joined(group["model"]).text, "small"),
+                         TableCell(", ".join(sorted(group["task"].unique())), "small"),
                          _joined(group["seed"]),
                          TableCell(", ".join(f"{n} {s}" for s, n in sorted(counts.items()))),
                          TableCell(", ".join(f"{k}={_value(v)}" for k, v in sorted(shared.items())),
