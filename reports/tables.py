@@ -535,19 +535,21 @@ def grid_spec_table(data: ReportData) -> Table:
     for info in data.grids:
         cells = data.cells[data.cells["key"].isin(info.keys)]
         config_cols = [c for c in cells.columns if c.startswith("config.")]
-        for method, group in cells.groupby("method", sort=True):
+        for (method, kind), group in cells.groupby(["method", "kind"], sort=True):
             shared = {c.removeprefix("config."): group[c].iloc[0] for c in config_cols
-                      if group[c].notna().any() and group[c].astype(str).nunique() == 1}
+                      if group[c].notna().all() and group[c].astype(str).nunique() == 1}
             counts = group["status"].value_counts()
             rows.append([TableCell(info.name, "label"), TableCell(info.kind),
-                         TableCell(method), TableCell(_joined(group["model"]).text, "small"),
+                         TableCell(method if kind == "optimize" else f"{method} ({kind})"),
+                         TableCell(_joined(group["model"]).text, "small"),
                          TableCell(", ".join(sorted(group["task"].unique())), "small"),
                          _joined(group["seed"]),
                          TableCell(", ".join(f"{n} {s}" for s, n in sorted(counts.items()))),
                          TableCell(", ".join(f"{k}={_value(v)}" for k, v in sorted(shared.items())),
                                    "mono small")])
     return Table("provenance-grids", "Grid specs as stored: what each grid ran, and the config "
-                 "fields shared by all cells of a method (swept fields vary, so are left out)",
+                 "fields shared by all cells of a method (swept fields vary, so are left out; "
+                 "evaluate rows are the transfer cells scoring a prompt on another model)",
                  ["grid", "kind", "method", "models", "tasks", "seeds", "cells", "config"], rows)
 
 
