@@ -45,9 +45,11 @@ n_rescore = 0
 """
 
 
-def tiny_spec(tmp_path: Path, head: str, *, steps: int = 1, name: str = "tiny") -> Path:
+def tiny_spec(tmp_path: Path, head: str, *, steps: int = 1, name: str = "tiny",
+              tail: str = "") -> Path:
+    """A spec file: ``head`` (top-level keys), the tiny sizes, then ``tail`` (more tables)."""
     path = tmp_path / f"{name}.toml"
-    body = textwrap.dedent(head) + TINY
+    body = textwrap.dedent(head) + TINY + textwrap.dedent(tail)
     if '"greater"' in head:
         body += GREATER.format(steps=steps)
     path.write_text(body)
@@ -83,6 +85,7 @@ def test_transfer_reuses_cached_replies(tmp_path, data_dir):
         kind = "transfer"
         methods = ["zscot"]
         tasks = ["bbh/navigate"]
+    """, tail="""
         [transfer]
         pairs = [["smollm2-135m", "smollm2-135m"]]
     """))
