@@ -32,6 +32,11 @@ logger = logging.getLogger(__name__)
 GRID_KINDS = ("comparison", "ablation", "transfer")
 #: Cost counters a report plots against (``fwd_bwd_tokens`` is derived).
 COST_MEASURES = ("generated_tokens", "fwd_bwd_tokens", "llm_calls", "wall_seconds")
+#: The columns of :func:`greater.results.load` a report reads (for an empty store).
+_EMPTY_CELL_COLUMNS = ("key", "kind", "method", "model", "dtype", "task", "seed", "data_digest",
+                       "source_key", "status", "error", "finished", "n_test", "test_accuracy",
+                       "test_accuracy_strict", "generated_tokens", "forward_tokens",
+                       "backward_tokens", "llm_calls", "wall_seconds")
 _STEP_COST_FIELDS = ("generated_tokens", "forward_tokens", "backward_tokens", "llm_calls",
                      "wall_seconds")
 
@@ -92,6 +97,8 @@ def load_report_data(store: str | os.PathLike, grid: str | None = None) -> Repor
     wanted = [grid] if grid is not None else names
     members = members[members["grid"].isin(wanted)] if len(members) else members
     cells = results.load(store)
+    if not len(cells):  # an empty store: no columns either
+        cells = pd.DataFrame(columns=list(_EMPTY_CELL_COLUMNS))
     grids, label_rows = [], []
     for name in wanted:
         rows = members[members["grid"] == name]
@@ -146,6 +153,7 @@ def _steps(store: Path, keys: set[str]) -> pd.DataFrame:
 def _provenance(store: Path, keys: set[str]) -> pd.DataFrame:
     prov = results.load_table(store, "provenance")
     if not len(prov):
-        return pd.DataFrame(columns=["key"])
+        return pd.DataFrame(columns=["key", "model", "dtype", "device", "versions", "git_commit",
+                                     "created", "data_digest", "preset", "chat_date", "full"])
     prov = prov[prov["cell_key"].isin(keys)].rename(columns={"cell_key": "key"})
     return prov.sort_values("key", kind="stable").reset_index(drop=True)

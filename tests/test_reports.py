@@ -294,3 +294,20 @@ def test_grid_kinds_and_shared_ablation_cells(rendered):
                          & (data.outcomes["config.use_reasoning"] == True)]  # noqa: E712
     assert set(base["axis"]) == {"top_k", "perplexity_weight", "use_reasoning"}
     assert sorted(set(base["task"])) == ["bbh/hyperbaton", "bbh/navigate"]
+
+
+def test_a_store_with_nothing_finished_still_renders(tmp_path):
+    from greater.store import CellRow, Store
+
+    empty = tmp_path / "empty.sqlite"
+    Store(empty).close()
+    page = write_report(empty, tmp_path / "empty").read_text(encoding="utf-8")
+    assert "0 of 0 cells done" in page
+    pending = tmp_path / "pending.sqlite"
+    with Store(pending) as store:
+        store.register("g", [(CellRow(key="k" * 64, kind="optimize", method="greater",
+                                      model="smollm2-135m", dtype="bf16", task="bbh/navigate",
+                                      seed=0, config={}, data_digest="d" * 64), {})])
+    tables = _tables(write_report(pending, tmp_path / "pending"))
+    assert tables["failed-cells"][1][:6] == ["g", "greater", "smollm2-135m", "bbh/navigate",
+                                             "0", "pending"]
