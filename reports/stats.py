@@ -27,6 +27,8 @@ import numpy as np
 
 #: Bootstrap replicates behind every interval and paired p-value.
 N_BOOTSTRAP = 2000
+#: Replicates drawn at once (memory: methods x chunk x seeds x examples floats).
+_CHUNK = 250
 #: Two-sided level of every interval (95%) and test.
 ALPHA = 0.05
 
@@ -82,13 +84,16 @@ def _replicates(strata: Sequence[np.ndarray], n_boot: int, rng: np.random.Genera
     ``(m, n_seeds, n_examples)`` (``m`` methods resampled together)."""
     total = None
     for stratum in strata:
-        values = np.asarray(stratum, dtype=np.float32)
+        values = np.asarray(stratum, dtype=np.float64)
         _, s, n = values.shape
         seeds = rng.integers(0, s, size=(n_boot, s)) if s > 1 else np.zeros((n_boot, 1), int)
         examples = rng.integers(0, n, size=(n_boot, n))
-        # picked[m, b, i, j] = values[m, seeds[b, i], examples[b, j]]
-        picked = values[:, seeds[:, :, None], examples[:, None, :]]
-        means = picked.mean(axis=(2, 3)).T
+        means = np.empty((n_boot, values.shape[0]))
+        for start in range(0, n_boot, _CHUNK):  # bounded memory on large test sets
+            part = slice(start, start + _CHUNK)
+            # picked[m, b, i, j] = values[m, seeds[b, i], examples[b, j]]
+            picked = values[:, seeds[part, :, None], examples[part, None, :]]
+            means[part] = picked.mean(axis=(2, 3)).T
         total = means if total is None else total + means
     return total / len(strata)
 
