@@ -17,7 +17,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 (after the backend is chosen)
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import (FuncFormatter, LogLocator, MaxNLocator,  # noqa: E402
+                               NullFormatter)
 import seaborn as sns  # noqa: E402
 
 from reports.data import COST_MEASURES, ReportData  # noqa: E402
@@ -56,6 +57,18 @@ def method_colours(methods: Sequence[str]) -> dict[str, tuple]:
     """One colour per method, by its place in the sorted list of all methods shown."""
     names = sorted(set(methods))
     return dict(zip(names, sns.color_palette("colorblind", max(len(names), 1))))
+
+
+def _legend_right(axes) -> None:
+    """One legend for a row of panels, right of the last one (so it hides no point), with
+    every method that any panel draws."""
+    seen: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    labels = sorted(seen)
+    axes[-1].legend([seen[k] for k in labels], labels, loc="center left",
+                    bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)
 
 
 def _save(fig, out: Path, stem: str) -> tuple[str, str]:
@@ -132,7 +145,7 @@ def curves_figure(data: ReportData, grid: str, model: str, out: Path,
             ax.set_xlabel(x.removeprefix("cum_").replace("_", " "))
             if x == "step":
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes[0].legend(fontsize=7, frameon=False)
+        _legend_right(axes)
         stem = slug("curves", grid, model)
         png, svg = _save(fig, out, stem)
     methods = sorted(mean["method"].unique())
@@ -162,10 +175,16 @@ def compute_figure(section: ComputeSection, out: Path, colours: dict) -> Figure:
             front = frame[frame[f"pareto_{measure}"]].sort_values(measure)
             ax.step(front[measure], 100 * front["accuracy"], where="post", color="black",
                     lw=0.8, ls="--")
-            ax.set_xscale("symlog", linthresh=1.0)
+            if (frame[measure] > 0).all():
+                ax.set_xscale("log")  # ticks at 1, 2, 5 x 10^k, written out plainly
+                ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                ax.xaxis.set_minor_formatter(NullFormatter())
+            else:  # a method with none of this cost (no LLM calls) sits at zero
+                ax.set_xscale("symlog", linthresh=1.0)
             ax.set_xlabel(f"{COST_LABELS[measure]} per cell")
         axes[0].set_ylabel("test accuracy, flexible (%)")
-        axes[0].legend(fontsize=7, frameon=False)
+        _legend_right(axes)
         stem = slug("compute", section.grid, section.model)
         png, svg = _save(fig, out, stem)
     front = sorted(frame.loc[frame["pareto_wall_seconds"], "method"])
@@ -173,7 +192,8 @@ def compute_figure(section: ComputeSection, out: Path, colours: dict) -> Figure:
                   "Flexible test accuracy averaged over the grid's tasks (95% bootstrap "
                   "interval) against the mean cost of one cell, per method; filled markers and "
                   "the dashed line are the Pareto front (nothing cheaper scores as well). Axes "
-                  "are symmetric-log so a method with no LLM calls sits at zero.",
+                  "are logarithmic (symmetric-log where a method spends none, e.g. no LLM calls, "
+                  "so it sits at zero).",
                   f"Four scatter plots of accuracy against generated tokens, forward plus "
                   f"backward token positions, LLM calls and wall seconds for "
                   f"{', '.join(frame['method'])}; on the wall-seconds Pareto front: "
