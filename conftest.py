@@ -43,8 +43,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("benchmark") and config.pluginmanager.hasplugin("benchmark") and \
             config.getoption("benchmark_json", None) is None:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        config.option.benchmark_json = open(RESULTS / f"{config.getoption('grid')}.benchmark.json",
-                                            "wb")
+        config.option.benchmark_json = RESULTS / f"{config.getoption('grid')}.benchmark.json"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
