@@ -232,3 +232,15 @@ def test_interrupted_before_any_step_says_nothing_was_written(data_dir, shared_l
                  "--out", str(out)]) == 130
     assert f"no step had finished, so {out} was not written" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_config_messages_are_reworded_in_flags_once():
+    from greater.optimizer.cli_args import in_flag_words
+
+    message = "intersection_size (5) cannot exceed n_train (4); steps must be >= 1"
+    worded = in_flag_words(message)
+    assert worded == ("--set intersection_size (5) cannot exceed --n-train (4); steps must "
+                      "be >= 1")
+    assert in_flag_words(worded) == worded
+    assert in_flag_words("/runs/n_train/x.json: n_train is 60") == \
+        "/runs/n_train/x.json: --n-train is 60"

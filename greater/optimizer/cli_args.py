@@ -68,7 +68,7 @@ def in_flag_words(message: str) -> str:
     if not fields:
         return message
     names = "|".join(sorted(fields, key=len, reverse=True))
-    pattern = re.compile(rf"(?<![\w\-=])(?<!--set )({names})(?![\w=])")
+    pattern = re.compile(rf"(?<![\w\-=/.])(?<!--set )({names})(?![\w=/])")
 
     def replace(m: re.Match) -> str:
         field = m.group(1)
