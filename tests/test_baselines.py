@@ -284,6 +284,9 @@ def test_textgrad_rejects_rewrites_that_lower_dev_accuracy(task):
     assert s2["proposal_val_accuracy"] < s2["val_accuracy"]
     assert res.history[1].prompt == ZERO_SHOT_COT_PROMPT
     assert s3["accepted"] and res.history[2].prompt == "GOOD operator by operator"
+    # a step's train accuracy is that of its own prompt: unmeasured after a rewrite
+    assert res.history[1].train_accuracy == s2["minibatch_accuracy"]
+    assert res.history[2].train_accuracy is None and s3["minibatch_accuracy"] is not None
     assert s4["n_wrong"] == 0 and not s4["accepted"]  # nothing to fix: no optimiser call
     assert res.best_prompt == "GOOD operator by operator"
     assert [c.prompt for c in res.contenders] == [ZERO_SHOT_COT_PROMPT, res.best_prompt]
