@@ -231,7 +231,8 @@ def summary(result, task) -> str:
     asked = "" if n_train == cfg.get("n_train") else f" (asked for {cfg.get('n_train')})"
     same = result.best_prompt == result.initial_prompt
     lines = [
-        f"{result.method} on {result.task} with {result.model}: {len(result.history)} steps, "
+        f"{result.method} on {result.task} with {result.model}: {len(result.history)} "
+        f"step{'' if len(result.history) == 1 else 's'}, "
         f"{n_train} training examples{asked}, {result.cost.wall_seconds:.1f} s",
         f"initial prompt: {result.initial_prompt!r}",
         "best prompt:    " + ("the initial prompt (no other prompt did better on dev)" if same
