@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     from greater.optimizer.cli_args import add_optimize_arguments
 
     add_optimize_arguments(opt)
+    from greater.cli_grid import add_grid_commands
+
+    add_grid_commands(sub)
     return parser
 
 
@@ -148,8 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from greater.tasks import TaskError
 
     try:
-        handler = {"provision": _cmd_provision, "eval": _cmd_eval,
-                   "optimize": _cmd_optimize}[args.command]
+        from greater.cli_grid import grid_command_handler
+
+        handler = {"provision": _cmd_provision, "eval": _cmd_eval, "optimize": _cmd_optimize
+                   }.get(args.command) or grid_command_handler(args.command)
         return handler(args)
     except (ModelError, TaskError, PromptError, ValueError) as exc:
         print(f"greater: error: {exc}", file=sys.stderr)
