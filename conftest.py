@@ -22,3 +22,35 @@ def data_dir() -> Path:
     if not (path / "bbh").is_dir():
         pytest.fail(f"benchmark data not found at {path}; set GREATER_DATA_DIR")
     return path
+
+
+BENCHMARKS = REPO / "benchmarks"
+RESULTS = BENCHMARKS / "results"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("greater benchmarks")
+    group.addoption("--benchmark", action="store_true", default=False,
+                    help="run the benchmarks under benchmarks/ (skipped without it): the grid "
+                    "through the harness and the pytest-benchmark timing suites")
+    group.addoption("--grid", default="cpu-smoke",
+                    help="the grid spec the benchmark run executes (default: cpu-smoke)")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """With --benchmark and no --benchmark-json, save the timings beside the grid's store."""
+    if config.getoption("benchmark") and config.pluginmanager.hasplugin("benchmark") and \
+            config.getoption("benchmark_json", None) is None:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        config.option.benchmark_json = RESULTS / f"{config.getoption('grid')}.benchmark.json"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip everything under benchmarks/ unless --benchmark is given."""
+    if config.getoption("benchmark"):
+        return
+    skip = pytest.mark.skip(reason="benchmark: run with `pytest benchmarks/ --benchmark`")
+    for item in items:
+        if BENCHMARKS in Path(item.fspath).parents:
+            item.add_marker(skip)

@@ -1,23 +1,15 @@
 """Fixtures of the benchmarks (not part of the default test run; see README.md).
 
-The OpenMP wait policy (PASSIVE unless exported) and ``data_dir`` come from ../conftest.py.
+The OpenMP wait policy (PASSIVE unless exported), ``data_dir`` and the ``--benchmark`` /
+``--grid`` options come from ../conftest.py; ``machine_info`` from :mod:`benchmarks.machine`.
 """
 
 from __future__ import annotations
-
-import os
 
 import pytest
 import torch
 
 THREADS = 2
-
-
-def machine_info() -> dict:
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (None, None, None)
-    return {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-            "load_average_1m_at_start": load[0], "torch": torch.__version__}
 
 
 @pytest.fixture(scope="session")

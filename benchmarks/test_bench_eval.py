@@ -17,7 +17,7 @@ import time
 import pytest
 import torch
 
-from conftest import machine_info
+from benchmarks.machine import machine_info
 from greater.evaluate import ZERO_SHOT_COT_PROMPT, score_examples
 from greater.responses import ANSWER_MAX_TOKENS
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import machine_info
+from benchmarks.machine import machine_info
 from greater.optimizer import GreaterConfig, optimize
 from greater.optimizer import search
 

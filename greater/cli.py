@@ -123,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(handler=_cmd_eval)
 
     add_list_parser(sub, **kw)
-    # Further subcommands register here the same way (a parser with set_defaults(handler=...)).
+    from greater.cli_grid import add_grid_commands
+
+    add_grid_commands(sub)  # grid, results: handlers from grid_command_handler
 
     prov = sub.add_parser("provision", help="install and convert stand-in models into the cache",
                           **kw)
@@ -301,7 +303,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    handler: Callable[[argparse.Namespace], int] = args.handler
+    from greater.cli_grid import grid_command_handler
+
+    handler: Callable[[argparse.Namespace], int] = \
+        getattr(args, "handler", None) or grid_command_handler(args.command)
     try:
         return handler(args)
     except KeyboardInterrupt:

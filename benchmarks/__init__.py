@@ -1,0 +1,1 @@
+"""The benchmark suite: the grid harness (:mod:`benchmarks.harness`), specs, timing suites."""
