@@ -147,7 +147,7 @@ class GEPA(Method):
         if asked and failures == asked:
             run.warn(f"step {step}: none of the {asked} reflections of the optimiser LLM held a "
                      "usable prompt")
-        if step == 1 and not iterations:
+        if step == 1 and len(run.train) >= cfg.max_metric_calls:
             run.warn(f"the budget of {cfg.max_metric_calls} metric calls was spent scoring the "
                      f"initial prompt on the {len(run.train)} training examples")
         best = self.ranked(run)[0]
