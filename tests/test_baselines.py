@@ -482,6 +482,22 @@ def test_ape_through_the_openai_engine_counts_its_cost(api_key, task):
     assert res.config["optimizer_llm"] == "tiny-model"
 
 
+def test_no_secret_reaches_results_or_logs(monkeypatch, task, tmp_path, caplog):
+    """The endpoint's API key is read from the environment and never written anywhere."""
+    secret = "sk-" + "7f3a9c" * 6
+    monkeypatch.setenv("TEST_SECRET_KEY", secret)
+    caplog.set_level("DEBUG")
+    script = [("ok", "<prompt>GOOD from the api</prompt>"), ("ok", "not a prompt")]
+    with chat_server(script) as (server, url):
+        engine = engine_for(url, "TEST_SECRET_KEY")
+        path = tmp_path / "run.json"
+        optimize("ape", FakeLM(), task, small(B.APEConfig, n_candidates=2), optimizer_llm=engine,
+                 progress=False, scorer=fake_scorer, checkpoint=path)
+    assert server.requests  # the key was used to talk to the endpoint ...
+    assert secret not in path.read_text()  # ... but is neither in the result ...
+    assert secret not in caplog.text  # ... nor in the logs
+
+
 # ----------------------------------------------------------------------------- end to end
 TINY = dict(n_train=4, n_dev=4, n_test=4, max_new_tokens=48, n_contenders=2)
 LLM = dict(optimizer_max_new_tokens=64)
