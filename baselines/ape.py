@@ -5,22 +5,33 @@ the run's seed, and scores them (with the initial prompt) on the training subsam
 candidate on every example (``selection="full"``) or with a UCB bandit (``"ucb"``). With
 ``resample`` a second step paraphrases the ``resample_top`` best (APE's iterative Monte Carlo
 search, one round) and scores the variants the same way.
+
+Two scorers: ``"accuracy"`` (the task model's greedy replies, right or wrong) and
+``"likelihood"``, APE's default, the log-probability of the gold answer given the question
+and the instruction (:func:`answer_logprobs`). Likelihood scores are not accuracies: they are
+kept in the step details and as the step's loss (their negative), and contenders are ranked by
+them for the final choice on dev.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Sequence
 
+from greater.lm.gradients import target_logprobs
 from greater.methods import register_method
-from greater.result import StepRecord
+from greater.optimizer.search import loss_sequences
+from greater.result import PromptScore, StepRecord
 from greater.run import Method, Run
 from greater.run_config import LLMOptimizerConfig, positive_int
+from greater.tasks import Example
 
 from baselines import prompts as P
 from baselines.common import UCBBandit, first_valid_prompts, step_record
 
 SELECTIONS = ("full", "ucb")
+SCORERS = ("accuracy", "likelihood")
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,9 @@ class APEConfig(LLMOptimizerConfig):
         resample_top: how many of the best candidates are paraphrased.
         n_variants: paraphrases per resampled candidate.
         optimizer_temperature: sampling temperature of proposals (APE: 0.9).
+        scorer: "accuracy" (generation accuracy on the training examples) or "likelihood"
+            (APE's default: the mean log-probability of the gold answer, teacher-forced; see
+            :func:`answer_logprobs`).
     """
 
     n_candidates: int = 50
@@ -53,6 +67,7 @@ class APEConfig(LLMOptimizerConfig):
     resample_top: int = 5
     n_variants: int = 5
     optimizer_temperature: float = 0.9
+    scorer: str = "accuracy"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -63,32 +78,76 @@ class APEConfig(LLMOptimizerConfig):
             raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
         if self.ucb_c < 0:
             raise ValueError(f"ucb_c must be >= 0, got {self.ucb_c}")
+        if self.scorer not in SCORERS:
+            raise ValueError(f"scorer must be one of {SCORERS}, got {self.scorer!r}")
+
+
+def answer_logprobs(run: Run, prompt: str, examples: Sequence[Example]) -> list[float]:
+    """Per example, the mean log-probability of the gold answer's tokens, teacher-forced.
+
+    The context is ``head(question) | prompt | tail | extractor`` and the target the answer's
+    tokens, laid out as :func:`greater.optimizer.search.loss_sequences` does with no reasoning:
+    the model is asked to answer right after the prompt, as APE's likelihood scorer does.
+    """
+    lm = run.lm
+    seqs = loss_sequences(lm, run.task, list(examples), lm.prompt_ids(prompt), None)
+    with run.meter.phase("score"):
+        logps = target_logprobs(lm, [s.ids[:-s.answer_len] for s in seqs],
+                                [s.ids[-s.answer_len:] for s in seqs],
+                                batch_size=run.cfg.batch_size)
+    return [float(lp.mean()) for lp in logps]
 
 
 def _score(run: Run, cfg: APEConfig, prompts: list[str]) -> dict[str, list]:
-    """Train accuracy estimate and evidence (examples scored) per prompt: ``[acc, n]``."""
+    """Mean score and evidence (examples scored) per prompt: ``[score, n]``; prompts already
+    scored on every training example in an earlier step keep that score."""
+    def metric(prompt: str, examples: Sequence[Example]) -> list[float]:
+        if cfg.scorer == "likelihood":
+            return answer_logprobs(run, prompt, examples)
+        return [float(c) for c in run.correct(prompt, examples)]
+
     if cfg.selection == "full":
-        return {p: [run.accuracy(p), len(run.train)] for p in prompts}
-    bandit = UCBBandit(prompts, run.train, run.correct, run.rng, c=cfg.ucb_c)
+        known = run.state.get("scores", {})
+        out = {}
+        for p in prompts:
+            if p in known and known[p][1] == len(run.train):
+                out[p] = known[p]
+            else:
+                values = metric(p, run.train)
+                out[p] = [sum(values) / len(values), len(values)]
+        return out
+    bandit = UCBBandit(prompts, run.train, metric, run.rng, c=cfg.ucb_c)
     bandit.run(cfg.bandit_rounds, cfg.bandit_prompts_per_round, cfg.bandit_samples_per_round)
     return {p: [bandit.mean(p), bandit.n(p)] for p in bandit.arms}
 
 
-def _record(run: Run, step: int, scores: dict[str, list], t0: float, **details) -> StepRecord:
-    for p, (acc, n) in scores.items():
-        run.remember(p, train_accuracy=acc if n else None, step=step)
-    best = max(scores, key=lambda p: (scores[p][0], scores[p][1]))
-    return step_record(
-        step, best, scores[best][0], t0,
-        scores=[{"prompt": p, "train_accuracy": a, "n_scored": n} for p, (a, n) in
-                sorted(scores.items(), key=lambda kv: -kv[1][0])], **details)
+def _best_first(scores: dict[str, list]) -> list[str]:
+    """Prompts by mean score, more evidence first on ties, unscored (``n == 0``) last."""
+    return sorted(scores, key=lambda p: (not scores[p][1], -scores[p][0], -scores[p][1]))
+
+
+def _record(run: Run, cfg: APEConfig, step: int, scores: dict[str, list], t0: float,
+            **details) -> StepRecord:
+    """Remember the scored prompts, add them to ``run.state["scores"]``, make the record."""
+    run.state.setdefault("scores", {}).update(scores)
+    likelihood = cfg.scorer == "likelihood"
+    for p, (value, n) in scores.items():
+        run.remember(p, train_accuracy=value if n and not likelihood else None, step=step)
+    order = _best_first(scores)
+    best = order[0]
+    key = "answer_logprob" if likelihood else "train_accuracy"
+    table = [{"prompt": p, key: scores[p][0], "n_scored": scores[p][1]} for p in order]
+    if not likelihood:
+        return step_record(step, best, scores[best][0], t0, scores=table, **details)
+    return StepRecord(step=step, prompt=best, loss=-scores[best][0], train_accuracy=None,
+                      seconds=time.perf_counter() - t0, details={"scores": table, **details})
 
 
 @register_method("ape", config=APEConfig, uses_optimizer_llm=True,
                  summary="APE: an optimiser LLM infers instructions from demos; best by score")
 class APE(Method):
     """APE. Step 1 proposes and scores; step 2 (with ``resample``) paraphrases the best.
-    State: the scores of step 1 (``[accuracy, n_scored]`` per prompt)."""
+    State: the scores so far (``[mean score, n_scored]`` per prompt)."""
 
     def n_steps(self, config) -> int:
         assert isinstance(config, APEConfig)
@@ -109,17 +168,23 @@ class APE(Method):
                 run.warn(f"none of the {len(messages)} proposals of the optimiser LLM held a "
                          "usable instruction; only the initial prompt was scored")
             candidates = list(dict.fromkeys([cfg.initial_prompt, *proposals]))
-            scores = _score(run, cfg, candidates)
-            run.state["scores"] = scores
-            return _record(run, 1, scores, t0, n_proposed=len(messages),
-                           n_valid=len(proposals), parse_failures=failures)
+            return _record(run, cfg, 1, _score(run, cfg, candidates), t0,
+                           n_proposed=len(messages), n_valid=len(proposals),
+                           parse_failures=failures)
         scores = run.state["scores"]
-        top = sorted(scores, key=lambda p: (-scores[p][0], -scores[p][1]))[: cfg.resample_top]
+        top = _best_first(scores)[: cfg.resample_top]
         messages = [P.resample(p) for p in top for _ in range(cfg.n_variants)]
         variants, failures = first_valid_prompts(run, run.ask(messages))
         if not variants:
             run.warn(f"none of the {len(messages)} paraphrases of the optimiser LLM held a "
                      "usable instruction")
         pool = list(dict.fromkeys([*top, *variants]))
-        return _record(run, 2, _score(run, cfg, pool), t0, n_proposed=len(messages),
+        return _record(run, cfg, 2, _score(run, cfg, pool), t0, n_proposed=len(messages),
                        n_valid=len(variants), parse_failures=failures, resampled_from=top)
+
+    def ranked(self, run: Run) -> list[PromptScore] | None:
+        """With the likelihood scorer: the scored prompts by mean answer log-probability
+        (unscored last); with accuracy: None, i.e. by train accuracy."""
+        if run.cfg.scorer != "likelihood":
+            return None
+        return [run.contenders[p] for p in _best_first(run.state["scores"])]

@@ -43,21 +43,22 @@ def valid_prompts(run: Run, reply: str, limit: int) -> list[str]:
 class UCBBandit:
     """UCB1 over prompts (APE's and ProTeGi's bandit selection).
 
-    Each round the ``arms_per_round`` prompts with the highest upper confidence bound
+    ``score(prompt, examples)`` gives one reward per example (correctness, or APE's answer
+    log-probability); an arm's mean is the mean reward of the examples it has seen. Each round the ``arms_per_round`` prompts with the highest upper confidence bound
     ``mean + c * sqrt(ln t / n)`` (unplayed arms first) are scored on ``samples_per_round``
     training examples they have not seen yet; an arm that has seen every example is exact and
     no longer played.
     """
 
     def __init__(self, arms: Sequence[str], examples: Sequence[Example],
-                 correct: Callable[[str, Sequence[Example]], list[bool]], rng: random.Random,
-                 *, c: float) -> None:
+                 score: Callable[[str, Sequence[Example]], Sequence[float]],
+                 rng: random.Random, *, c: float) -> None:
         self.arms = list(dict.fromkeys(arms))
         self.examples = list(examples)
-        self.correct = correct
+        self.score = score
         self.rng = rng
         self.c = c
-        self.hits = {a: 0 for a in self.arms}
+        self.total = {a: 0.0 for a in self.arms}
         self.seen: dict[str, set[int]] = {a: set() for a in self.arms}
         self.t = 0
 
@@ -65,7 +66,7 @@ class UCBBandit:
         return len(self.seen[arm])
 
     def mean(self, arm: str) -> float:
-        return self.hits[arm] / self.n(arm) if self.n(arm) else 0.0
+        return self.total[arm] / self.n(arm) if self.n(arm) else 0.0
 
     def ucb(self, arm: str) -> float:
         if not self.n(arm):
@@ -84,15 +85,16 @@ class UCBBandit:
             for arm in [live[i] for i in order[:arms_per_round]]:
                 unseen = [i for i in range(len(self.examples)) if i not in self.seen[arm]]
                 pick = sorted(self.rng.sample(unseen, min(samples_per_round, len(unseen))))
-                results = self.correct(arm, [self.examples[i] for i in pick])
-                self.hits[arm] += sum(bool(r) for r in results)
+                rewards = self.score(arm, [self.examples[i] for i in pick])
+                self.total[arm] += sum(float(r) for r in rewards)
                 self.seen[arm].update(pick)
                 drawn += len(pick)
         return drawn
 
     def ranked(self) -> list[str]:
-        """Arms by estimated accuracy (ties: more evidence, then original order)."""
-        return sorted(self.arms, key=lambda a: (-self.mean(a), -self.n(a), self.arms.index(a)))
+        """Arms by mean reward, unplayed ones last (ties: more evidence, then original order)."""
+        return sorted(self.arms, key=lambda a: (not self.n(a), -self.mean(a), -self.n(a),
+                                                self.arms.index(a)))
 
 
 def step_record(step: int, prompt: str, train_accuracy: float | None, t0: float,

@@ -1,4 +1,4 @@
-"""Meta-prompts of the LLM-optimiser baselines and the parsers of what the optimiser replies.
+"""Meta-prompts of the LLM-optimiser baselines (APE, APO, TextGrad, OPRO, PE2, GEPA) and the parsers of what the optimiser replies.
 
 Every meta-prompt is a module constant (written from the papers' descriptions, in our own
 words) filled in by a small function. Instructions are shown to the optimiser as they reach the
@@ -92,6 +92,68 @@ Write an improved instruction that addresses the feedback. It starts with "{lead
 between <prompt> and </prompt>."""
 
 
+# ----------------------------------------------------------------------------- OPRO
+OPRO_META = """\
+Your job is to write an instruction that makes a language model solve problems accurately. The \
+model reads each problem followed by the instruction, which starts with "{lead}".
+
+Below are instructions tried so far, each with its accuracy on the problems (0 to 100). They \
+are in ascending order of accuracy, so the best ones come last.
+
+{trajectory}
+
+Here are some of the problems, each with its correct answer:
+
+{exemplars}
+
+Write one new instruction that differs from every instruction above and reaches a higher \
+accuracy than all of them. Keep it short and general enough for every problem of this kind. It \
+starts with "{lead}". Write it between <prompt> and </prompt>."""
+
+# ----------------------------------------------------------------------------- PE2
+# PE2's three components: a two-step task description, a specification of the context the
+# prompt is used in, and a step-by-step reasoning template applied to every failure shown.
+PE2_META = """\
+You are an expert prompt engineer. Your job has two parts. First, find out why the current \
+prompt leads a language model to wrong answers on the examples below. Second, use what you \
+found to write a better prompt.
+
+How the prompt is used: the model reads one message made of a question followed by the \
+prompt, like this: "<question>. {shown}". The model then reasons and must end its reply with \
+"{extractor}" directly followed by its final answer; only that answer is compared with the \
+correct one.
+
+Current prompt: "{shown}"
+
+Examples the model got wrong with the current prompt:
+
+{failures}
+
+For each example, reason step by step:
+1. Compared with the correct answer, what did the model get wrong?
+2. Does the prompt describe the task correctly, or is something in it missing or misleading?
+3. Does the prompt need an edit? If so, give a concrete, actionable edit.
+
+Then write the improved prompt. It starts with "{lead}". Write it between <prompt> and \
+</prompt>."""
+
+# ----------------------------------------------------------------------------- GEPA
+GEPA_REFLECT = """\
+I gave a language model the instruction below to do a task.
+
+Instruction: {shown}
+
+Here are task inputs it received (each followed by the instruction), its reply, the answer it \
+gave, the correct answer, and whether it was right:
+
+{traces}
+
+Write a new instruction for the model. Read the inputs carefully to work out what the task is \
+and how its inputs look. Study what went wrong in the replies and any strategy that worked, and \
+put the useful knowledge (rules of the task, pitfalls, a reliable way to solve it) into the \
+instruction. It starts with "{lead}". Write it between <prompt> and </prompt>."""
+
+
 def _example_block(question: str, answer: str, *, response: str | None = None) -> str:
     text = f"Input: {question.strip()}\n"
     if response is not None:
@@ -137,9 +199,36 @@ def textgrad_update(prompt: str, feedback: Sequence[str]) -> str:
     return TEXTGRAD_UPDATE.format(prompt=show_prompt(prompt), feedback=text, lead=LEAD_WORD)
 
 
+def opro_meta(trajectory: Sequence[tuple[str, float]], exemplars: Sequence[tuple[str, str]]
+              ) -> str:
+    """``trajectory``: (instruction, accuracy in [0, 1]) pairs, already in the order shown."""
+    shown = "\n\n".join(f"Instruction: {show_prompt(p)}\nAccuracy: {round(100 * acc)}"
+                         for p, acc in trajectory)
+    blocks = "\n\n".join(_example_block(q, a) for q, a in exemplars)
+    return OPRO_META.format(trajectory=shown, exemplars=blocks, lead=LEAD_WORD)
+
+
+def pe2_meta(prompt: str, failures: Sequence[tuple[str, str, str]], extractor: str) -> str:
+    """``failures``: (question, model reply, gold answer) triples."""
+    blocks = "\n\n".join(f"Example {i}\n" + _example_block(q, g, response=r)
+                          for i, (q, r, g) in enumerate(failures, start=1))
+    return PE2_META.format(shown=show_prompt(prompt), failures=blocks,
+                           extractor=extractor.strip(), lead=LEAD_WORD)
+
+
+def gepa_reflect(prompt: str, traces: Sequence[tuple[str, str, str | None, str, bool]]) -> str:
+    """``traces``: (question, model reply, model's answer, gold answer, correct) per example."""
+    blocks = "\n\n".join(
+        f"Example {i}\nInput: {q.strip()}\nModel reply: {r.strip()}\n"
+        f"Model's answer: {a if a is not None else 'none found'}\nCorrect answer: {g}\n"
+        f"Verdict: {'right' if ok else 'wrong'}"
+        for i, (q, r, a, g, ok) in enumerate(traces, start=1))
+    return GEPA_REFLECT.format(shown=show_prompt(prompt), traces=blocks, lead=LEAD_WORD)
+
 # ----------------------------------------------------------------------------- parsers
 _TAG = re.compile(r"<prompt>(.*?)(?:</prompt>|(?=<prompt>)|$)", re.S | re.I)
 _NUMBERED = re.compile(r"^\s*(?:\d+[.):]|[-*•])\s+(.+?)\s*$", re.M)
+_FINAL = re.compile(r"(?:new|improved)\s+(?:prompt|instruction)\s*:\s*(.+)", re.I)
 _REASON = re.compile(r"reason\s*\d+\s*[:.)-]\s*(.+?)(?=reason\s*\d+\s*[:.)-]|\Z)", re.S | re.I)
 
 
@@ -198,3 +287,18 @@ def parse_feedback(text: str | None) -> str | None:
         return None
     text = text.strip()
     return text if any(c.isalpha() for c in text) else None
+
+
+def parse_final_prompt(text: str | None) -> str | None:
+    """The instruction a reasoned reply ends with: its last tagged one, else the rest of the
+    last "New prompt: ..." / "Improved instruction: ..." line; None if neither is usable.
+
+    Numbered lists are not read as instructions here: in a reasoned reply they are the analysis.
+    """
+    tagged = parse_tagged(text)
+    if tagged:
+        return tagged[-1]
+    if not isinstance(text, str):
+        return None
+    found = _FINAL.findall(text)
+    return clean_prompt(found[-1]) if found else None

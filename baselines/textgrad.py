@@ -6,8 +6,10 @@ the optimiser LLM then rewrites the prompt from the collected feedback. The rewr
 only if its accuracy on a dev subsample (``n_val`` examples) does not drop below the current
 prompt's, TextGrad's validation rule; otherwise the current prompt is kept.
 
-A step's ``train_accuracy`` is the minibatch accuracy of the prompt the step started from; its
-``loss`` the corresponding error rate. Accepted prompts are the contenders, latest first.
+A step's ``train_accuracy`` is the minibatch accuracy of its prompt when the step kept the
+prompt it started from, and None when it accepted a rewrite (the rewrite was measured on dev,
+not on the minibatch); ``details["minibatch_accuracy"]`` is always that of the prompt the step
+started from. Accepted prompts are the contenders, latest first.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class TextGrad(Method):
         val = run.task.dev[: cfg.n_val]
         t0 = time.perf_counter()
         current, current_val = st["current"], st["current_val"]
+        start_prompt = current
         details: dict = {"parse_failures": {"feedback": 0, "update": 0}, "feedback": [],
                          "proposal": None, "accepted": False, "val_accuracy": current_val}
         batch = run.rng.sample(run.train, min(cfg.minibatch_size, len(run.train)))
@@ -100,4 +103,7 @@ class TextGrad(Method):
         if step == self.n_steps(cfg) and st["asked"] == 0:
             run.warn("the optimiser LLM was never asked: the task model made no error on the "
                      "training minibatches, so there was nothing to give feedback on")
-        return step_record(step, current, accuracy(records), t0, **details)
+        start_accuracy = accuracy(records)
+        details["minibatch_accuracy"] = start_accuracy
+        return step_record(step, current, start_accuracy if current == start_prompt else None, t0,
+                           **details)

@@ -10,24 +10,26 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
 
-def add_report_command(sub: argparse._SubParsersAction) -> None:
-    """Add the ``report`` subcommand to the ``greater`` parser."""
+def add_report_command(sub: argparse._SubParsersAction, **kw: Any) -> None:
+    """Add the ``report`` subcommand to the ``greater`` parser (``kw``: ``add_parser``'s
+    keyword arguments shared by every command, e.g. its help formatter)."""
     rep = sub.add_parser("report", help="render a results store's tables and figures "
-                         "(index.html, report.md, figures/) without running a model")
+                         "(index.html, report.md, figures/) without running a model",
+                         description="Render a results store's comparison, paired tests, "
+                         "compute-matched comparison, curves, ablation, transfer and provenance "
+                         "to DIR/index.html, DIR/report.md and DIR/figures/ (reads the store "
+                         "only).", **kw)
     rep.add_argument("--store", type=Path, required=True, help="results store (SQLite)")
     rep.add_argument("--out", type=Path, required=True, help="report folder to write")
     rep.add_argument("--grid", default=None,
                      help="report only this grid of the store (default: every grid it holds)")
     rep.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-
-
-def report_command_handler(command: str):
-    """The handler of ``command`` ("report"), or None for other commands."""
-    return _cmd_report if command == "report" else None
+    rep.set_defaults(handler=_cmd_report)
 
 
 def _cmd_report(args) -> int:

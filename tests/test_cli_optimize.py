@@ -37,10 +37,10 @@ def test_optimize_writes_the_common_schema(method, extra, data_dir, tmp_path, ca
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--method", "zscot", "--steps", "2"], "--steps does not apply"),
+    (["--method", "zscot", "--steps", "2"], "--steps does not apply to --method zscot"),
     (["--method", "greater", "--set", "nonsense=1"], "FIELD=VALUE"),
     (["--method", "greater", "--set", "n_rescore=many"], "not a valid int"),
-    (["--method", "greater", "--n-rescore", "-1"], "n_rescore"),
+    (["--method", "greater", "--n-rescore", "-1"], "--n-rescore must be >= 0"),
     (["--method", "gcg", "--optimizer-base-url", "http://127.0.0.1:9", "--optimizer-model",
       "m"], "uses no optimiser LLM"),
 ])

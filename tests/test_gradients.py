@@ -190,6 +190,7 @@ def test_onehot_gradient_equals_embedding_gradient_smollm(lm32, smol_seqs, weigh
         assert got.loss == pytest.approx(ref[0], rel=1e-4)
 
 
+@pytest.mark.slow  # converts gemma3 into the cache on first use
 def test_onehot_gradient_equals_embedding_gradient_gemma(gemma32, task):
     """Gemma scales its input embeddings by sqrt(hidden) (~25.3); the one-hot path must too."""
     lm = gemma32

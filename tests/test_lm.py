@@ -18,6 +18,14 @@ from greater.tasks.bbh import BBH_TASK_TYPES
 
 PROMPT = "proper logical reasoning and think step by step. Finally give the actual correct answer."
 STAND_INS = ("smollm2-135m", "gemma3-270m", "qwen2.5-0.5b")
+#: Loading these converts them into the user's cache on first use (3.4 GB): slow tests only.
+BIG_STAND_INS = ("gemma3-270m", "qwen2.5-0.5b")
+
+
+def stand_in_param(name: str, *values, marks=()):
+    """A parameter set for ``name``; marked slow for the bigger stand-ins."""
+    return pytest.param(name, *values,
+                        marks=[*marks, *([pytest.mark.slow] if name in BIG_STAND_INS else [])])
 
 
 # ------------------------------------------------------------------------------ fixtures
@@ -56,7 +64,7 @@ def tasks_by_kind(data_dir):
 
 
 # ---------------------------------------------------------------------------- chat layout
-@pytest.mark.parametrize("name", STAND_INS)
+@pytest.mark.parametrize("name", [stand_in_param(n) for n in STAND_INS])
 def test_chat_layout_matches_the_tokenizers_own_template(name, stand_in, bool_task):
     lm = stand_in(name)
     tok = lm.tokenizer
@@ -89,6 +97,7 @@ def test_chat_layout_matches_the_tokenizers_own_template(name, stand_in, bool_ta
     assert lm.head_ids(questions[0]) is lm.head_ids(questions[0])
 
 
+@pytest.mark.slow
 def test_gemma_embed_scale(stand_in, lm32):
     assert lm32.embed_scale == 1.0
     gemma = stand_in("gemma3-270m")
@@ -120,10 +129,10 @@ def _stability_params():
             if (name, kind) in _KNOWN_UNSTABLE:
                 marks.append(pytest.mark.xfail(strict=True, reason=(
                     "gemma tokenizer merges '$)' / '$-' across the extractor/answer boundary")))
-            yield pytest.param(name, kind, marks=marks, id=f"{name}-{kind}")
+            yield stand_in_param(name, kind, marks=marks)
 
 
-@pytest.mark.parametrize("name,kind", [(n, k) for n in STAND_INS
+@pytest.mark.parametrize("name,kind", [stand_in_param(n, k) for n in STAND_INS
                                        for k in [t.value for t in AnswerType] + ["number_gsm8k"]])
 def test_loss_split_follows_the_joint_tokenisation(name, kind, stand_in, tasks_by_kind):
     """What the loss uses: (context, answer) is the tokenizer's own split of the joined text,

@@ -76,4 +76,5 @@ class GreaterConfig(RunConfig):
                              f"model's prompt limit ({MAX_PROMPT_TOKENS})")
         if self.intersection_size > self.n_train:
             raise ValueError(f"intersection_size ({self.intersection_size}) cannot exceed "
-                             f"n_train ({self.n_train})")
+                             f"n_train ({self.n_train}): raise n_train or lower "
+                             "intersection_size")

@@ -94,9 +94,7 @@ def read_json_examples(path: Path) -> list[Record]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise TaskError(
-            f"{path}: line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"
-        ) from exc
+        raise TaskError(f"{path}: invalid JSON: {_json_problem(exc, exc.lineno)}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("examples"), list):
         raise TaskError(f"{path}: expected a JSON object with an 'examples' list")
     examples = data["examples"]
@@ -109,6 +107,14 @@ def read_json_examples(path: Path) -> list[Record]:
             raise TaskError(f"{where}: expected a JSON object, got {type(item).__name__}")
         records.append(Record(where, item))
     return records
+
+
+def _json_problem(exc: json.JSONDecodeError, line: int | None = None) -> str:
+    """The decoder's complaint as a whole sentence with its position (its messages end in "at"
+    before the position: "Unterminated string starting at")."""
+    where = f"line {line}, column {exc.colno}" if line is not None else f"column {exc.colno}"
+    joiner = " " if exc.msg.endswith(" at") else " at "
+    return f"{exc.msg}{joiner}{where} (is the file truncated or damaged?)"
 
 
 def read_jsonl(path: Path) -> list[Record]:
@@ -126,7 +132,7 @@ def read_jsonl(path: Path) -> list[Record]:
         try:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise TaskError(f"{where}: invalid JSON: {exc.msg} (column {exc.colno})") from exc
+            raise TaskError(f"{where}: invalid JSON: {_json_problem(exc)}") from exc
         if not isinstance(item, dict):
             raise TaskError(f"{where}: expected a JSON object, got {type(item).__name__}")
         records.append(Record(where, item))
