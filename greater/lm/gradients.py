@@ -27,7 +27,9 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from greater.lm.generation import _cache_kwarg, _output_cache, left_pad
+from greater.lm.generation import left_pad
+from greater.lm.kv_cache import new_prefill_cache
+from greater.lm.model import LM
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +87,7 @@ def _rest_layout(seqs: Sequence[LossSequence], first: int):
     return prefixes, rests
 
 
-def _forward_rest(lm, seqs: Sequence[LossSequence], first: int,
+def _forward_rest(lm: LM, seqs: Sequence[LossSequence], first: int,
                   replace: dict[int, torch.Tensor] | None):
     """Run prefix (no grad, cached) then rest (with grad); return the needed log-probs.
 
@@ -94,18 +96,15 @@ def _forward_rest(lm, seqs: Sequence[LossSequence], first: int,
         prompt_logp: ``[B, n, V]`` log-probs predicting prompt tokens ``first+1 ..`` (n may be 0).
         answer_logits: list of ``[A_b, V]`` logits predicting each row's answer tokens.
     """
-    model = lm.model
     pad = lm.tokenizer.pad_token_id
     prefixes, rests = _rest_layout(seqs, first)
     pre_ids, pre_mask = left_pad(prefixes, pad)
     pre_pos = (pre_mask.cumsum(-1) - 1).clamp(min=0)
-    cache_kw = _cache_kwarg(model)
+    cache = new_prefill_cache()
     with torch.no_grad():
-        out = model(input_ids=pre_ids.to(lm.device), attention_mask=pre_mask.to(lm.device),
-                    position_ids=pre_pos.to(lm.device), use_cache=True, logits_to_keep=1)
-    lm.meter.add_forward(int(pre_ids.numel()))
+        out = lm.forward(pre_ids, mask=pre_mask, positions=pre_pos, cache=cache,
+                         logits_to_keep=1)
     prefix_logp = out.logits[:, -1, :].float().log_softmax(-1)
-    cache = _output_cache(out)
 
     width = max(len(r) for r in rests)
     rest_ids = torch.full((len(rests), width), pad, dtype=torch.long)
@@ -126,10 +125,8 @@ def _forward_rest(lm, seqs: Sequence[LossSequence], first: int,
     keep_t = torch.tensor(keep, dtype=torch.long, device=lm.device)
     mask = torch.cat([pre_mask, rest_mask], dim=1)
     positions = pre_pos[:, -1:] + 1 + torch.arange(width).unsqueeze(0)
-    out = model(inputs_embeds=embeds, attention_mask=mask.to(lm.device),
-                position_ids=positions.to(lm.device), use_cache=True, logits_to_keep=keep_t,
-                **{cache_kw: cache})
-    lm.meter.add_forward(int(rest_ids.numel()))
+    out = lm.forward(embeds=embeds, mask=mask, positions=positions, cache=cache,
+                     logits_to_keep=keep_t)
     logits = out.logits.float()  # [B, len(keep), V]
     where = {k: j for j, k in enumerate(keep)}
     prompt_logp = logits[:, [where[k] for k in range(n_prompt_after)], :].log_softmax(-1)
@@ -157,13 +154,13 @@ def _loss_terms(seqs, first, prefix_logp, first_token_logp, prompt_logp, answer_
                      total=answer_ce + weight * prompt_nll)
 
 
-def _nll_before(lm, seqs: Sequence[LossSequence], first: int) -> torch.Tensor:
+def _nll_before(lm: LM, seqs: Sequence[LossSequence], first: int) -> torch.Tensor:
     """Summed NLL of prompt tokens ``0 .. first-1`` per example ``[B]`` (constant w.r.t. edits)."""
     if first == 0:
         return torch.zeros(len(seqs))
     contexts = [list(s.ids[: s.prompt_start]) for s in seqs]
     targets = [list(s.ids[s.prompt_start: s.prompt_start + first]) for s in seqs]
-    return -torch.stack([t.sum() for t in target_logprobs(lm, contexts, targets)])
+    return -torch.stack([t.sum() for t in lm.target_logprobs(contexts, targets)])
 
 
 def _validate(seqs: Sequence[LossSequence], positions: Sequence[int]) -> None:
@@ -178,7 +175,7 @@ def _validate(seqs: Sequence[LossSequence], positions: Sequence[int]) -> None:
 
 
 def onehot_gradients(
-    lm,
+    lm: LM,
     seqs: Sequence[LossSequence],
     positions: Sequence[int],
     candidates: torch.Tensor,
@@ -228,8 +225,7 @@ def onehot_gradients(
         t = _loss_terms(chunk, first, prefix_logp, first_token_logp, prompt_logp, answer_logits,
                         rest_ids, temperature=temperature, weight=weight,
                         before_nll=before[start:start + batch_size].to(prefix_logp.device))
-        (g,) = torch.autograd.grad(t.total.sum(), onehot)
-        lm.meter.add_backward(int(rest_ids.numel()))
+        g = lm.gradient(t.total.sum(), onehot, tokens=int(rest_ids.numel()))
         grad += g
         terms.append(LossTerms(*(x.detach() for x in (t.answer_ce, t.prompt_nll, t.total))))
     merged = LossTerms(*(torch.cat([getattr(t, f) for t in terms])
@@ -254,7 +250,7 @@ def _mix_onehot_nll(prompt_logp, positions, first, cand, onehot, rest_ids):
 
 
 @torch.no_grad()
-def sequence_losses(lm, seqs: Sequence[LossSequence], *, temperature: float = 0.2,
+def sequence_losses(lm: LM, seqs: Sequence[LossSequence], *, temperature: float = 0.2,
                     weight: float = 0.2, batch_size: int = 8) -> LossTerms:
     """Per-example loss terms of fixed token rows (forward only), ``[B]`` each."""
     if not seqs:
@@ -272,45 +268,13 @@ def sequence_losses(lm, seqs: Sequence[LossSequence], *, temperature: float = 0.
                        for f in ("answer_ce", "prompt_nll", "total")))
 
 
-@torch.no_grad()
-def target_logprobs(lm, contexts: Sequence[Sequence[int]], targets: Sequence[Sequence[int]],
-                    *, batch_size: int = 8) -> list[torch.Tensor]:
-    """Teacher-forced log-probs of ``targets[b]`` after ``contexts[b]``: a list of ``[T_b]``."""
-    if len(contexts) != len(targets):
-        raise ValueError("contexts and targets differ in number")
-    pad = lm.tokenizer.pad_token_id
-    result: list[torch.Tensor] = []
-    for start in range(0, len(contexts), batch_size):
-        rows = [list(c) + list(t) for c, t in
-                zip(contexts[start:start + batch_size], targets[start:start + batch_size])]
-        ids, mask = left_pad(rows, pad)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        longest = max(len(t) for t in targets[start:start + batch_size])
-        # Rows are left-padded, so every target sits in the last `longest` positions.
-        logits = lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device),
-                          position_ids=pos.to(lm.device), logits_to_keep=longest + 1).logits
-        lm.meter.add_forward(int(ids.numel()))
-        logp = logits.float().log_softmax(-1)  # [B, longest + 1, V]
-        width = logp.shape[1]
-        for b, t in enumerate(targets[start:start + batch_size]):
-            n = len(t)
-            idx = torch.arange(width - n - 1, width - 1, device=logp.device)
-            gold = torch.tensor(list(t), dtype=torch.long, device=logp.device)
-            result.append(logp[b, idx].gather(-1, gold.unsqueeze(-1)).squeeze(-1).cpu())
-    return result
+def target_logprobs(lm: LM, contexts: Sequence[Sequence[int]],
+                    targets: Sequence[Sequence[int]], *, batch_size: int = 8) -> list[torch.Tensor]:
+    """Former name of :meth:`LM.target_logprobs` (kept for callers not yet switched)."""
+    return lm.target_logprobs(contexts, targets, batch_size=batch_size)
 
 
-@torch.no_grad()
-def next_token_logprobs(lm, contexts: Sequence[Sequence[int]], *,
+def next_token_logprobs(lm: LM, contexts: Sequence[Sequence[int]], *,
                         batch_size: int = 16) -> torch.Tensor:
-    """``[B, V]`` log-probs of the token following each context (left-padded batches)."""
-    pad = lm.tokenizer.pad_token_id
-    rows = []
-    for start in range(0, len(contexts), batch_size):
-        ids, mask = left_pad(contexts[start:start + batch_size], pad)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits = lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device),
-                          position_ids=pos.to(lm.device), logits_to_keep=1).logits
-        lm.meter.add_forward(int(ids.numel()))
-        rows.append(logits[:, -1, :].float().log_softmax(-1).cpu())
-    return torch.cat(rows)
+    """Former name of :meth:`LM.next_token_logprobs` (kept for callers not yet switched)."""
+    return lm.next_token_logprobs(contexts, batch_size=batch_size)

@@ -21,7 +21,8 @@ import torch
 from tqdm.auto import tqdm
 
 from greater.cost import CostMeter
-from greater.lm.generation import Continuation, Generation, Generator
+from greater.lm.generation import Continuation, Generation, Generator, left_pad
+from greater.lm.kv_cache import cache_keyword
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +60,8 @@ class LM:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.stop_ids = self._find_stop_ids()
-        self.generator = Generator(model, pad_id=tokenizer.pad_token_id, stop_ids=self.stop_ids,
-                                   decode=self.decode, meter=self.meter, device=self.device)
+        self.generator = Generator(self)
+        self._cache_keyword = cache_keyword(model)
         self._head_cache: dict[str, list[int]] = {}
         self._tail_ids: list[int] | None = None
 
@@ -159,6 +160,84 @@ class LM:
         vocab = self.tokenizer.get_vocab()
         ids.update(vocab[t] for t in _END_OF_TURN_TOKENS if t in vocab)
         return ids
+
+    # ------------------------------------------------------------------- model calls
+    def forward(self, ids: torch.Tensor | None = None, *, embeds: torch.Tensor | None = None,
+                mask: torch.Tensor, positions: torch.Tensor, cache=None,
+                logits_to_keep: int | torch.Tensor = 0):
+        """One call of the model; every call goes through here, so its cost is always counted.
+
+        Args:
+            ids: ``[B, T]`` token ids fed, or None when ``embeds`` ``[B, T, H]`` are fed instead.
+            mask: ``[B, T_cache + T]`` attention mask (1 = a real token) over cache and input.
+            positions: ``[B, T]`` position ids of the fed tokens.
+            cache: a KV cache the call reads and extends in place, or None for no cache.
+            logits_to_keep: as in transformers (0: all positions; n: the last n; a tensor of
+                indices: those positions).
+
+        Returns:
+            the transformers output; ``.logits`` is ``[B, kept, V]``. Tensors are moved to the
+            LM's device here (a no-op for those already there).
+        """
+        if (ids is None) == (embeds is None):
+            raise ValueError("pass exactly one of ids and embeds")
+        fed = ids if ids is not None else embeds
+        kwargs = {"input_ids": ids.to(self.device)} if ids is not None else {
+            "inputs_embeds": embeds.to(self.device)}
+        if cache is not None:
+            kwargs[self._cache_keyword] = cache
+        out = self.model(attention_mask=mask.to(self.device),
+                         position_ids=positions.to(self.device), use_cache=cache is not None,
+                         logits_to_keep=logits_to_keep, **kwargs)
+        self.meter.add_forward(int(fed.shape[0] * fed.shape[1]))
+        return out
+
+    def gradient(self, total: torch.Tensor, wrt: torch.Tensor, *, tokens: int) -> torch.Tensor:
+        """d ``total`` / d ``wrt`` by one backward pass over ``tokens`` positions (counted)."""
+        (grad,) = torch.autograd.grad(total, wrt)
+        self.meter.add_backward(int(tokens))
+        return grad
+
+    @torch.no_grad()
+    def target_logprobs(self, contexts: Sequence[Sequence[int]],
+                        targets: Sequence[Sequence[int]], *,
+                        batch_size: int = 8) -> list[torch.Tensor]:
+        """Teacher-forced log-probs of ``targets[b]`` after ``contexts[b]``: a list of ``[T_b]``
+        (on the host)."""
+        if len(contexts) != len(targets):
+            raise ValueError("contexts and targets differ in number")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        result: list[torch.Tensor] = []
+        for start in range(0, len(contexts), batch_size):
+            chunk = targets[start:start + batch_size]
+            rows = [list(c) + list(t) for c, t in zip(contexts[start:start + batch_size], chunk)]
+            ids, mask = left_pad(rows, self.tokenizer.pad_token_id)
+            longest = max(len(t) for t in chunk)
+            # Rows are left-padded, so every target sits in the last `longest` positions.
+            logits = self.forward(ids, mask=mask, positions=(mask.cumsum(-1) - 1).clamp(min=0),
+                                  logits_to_keep=longest + 1).logits
+            logp = logits.float().log_softmax(-1)  # [B, longest + 1, V]
+            width = logp.shape[1]
+            for b, t in enumerate(chunk):
+                idx = torch.arange(width - len(t) - 1, width - 1, device=logp.device)
+                gold = torch.tensor(list(t), dtype=torch.long, device=logp.device)
+                result.append(logp[b, idx].gather(-1, gold.unsqueeze(-1)).squeeze(-1).cpu())
+        return result
+
+    @torch.no_grad()
+    def next_token_logprobs(self, contexts: Sequence[Sequence[int]], *,
+                            batch_size: int = 16) -> torch.Tensor:
+        """``[B, V]`` log-probs of the token following each context (on the host)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        rows = []
+        for start in range(0, len(contexts), batch_size):
+            ids, mask = left_pad(contexts[start:start + batch_size], self.tokenizer.pad_token_id)
+            logits = self.forward(ids, mask=mask, positions=(mask.cumsum(-1) - 1).clamp(min=0),
+                                  logits_to_keep=1).logits
+            rows.append(logits[:, -1, :].float().log_softmax(-1).cpu())
+        return torch.cat(rows)
 
     # ------------------------------------------------------------------- generation
     def generate(
