@@ -97,12 +97,14 @@ def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
 @dataclass
 class _Prefill:
     """Prefilled rows waiting for their slots: a growing cache, mask ``[b, L]``, last positions
-    ``[b]`` and next-token logits ``[b, V]``, all on the model's device."""
+    ``[b]`` and next-token logits ``[b, V]``, all on the model's device, and the rows' numbers
+    of real tokens (host)."""
 
     cache: object
     mask: torch.Tensor
     last_pos: torch.Tensor
     logits: torch.Tensor
+    lengths: list[int]
 
 
 class Generator:
@@ -135,7 +137,9 @@ class Generator:
             logits = self.lm.forward(suf, mask=mask, positions=suf_pos, cache=cache,
                                      logits_to_keep=1).logits[:, -1, :].float()
             positions = suf_pos
-        return _Prefill(cache=cache, mask=mask, last_pos=positions[:, -1], logits=logits)
+        lengths = [len(p) + len(s) for p in prefixes for s in suffix_list]
+        return _Prefill(cache=cache, mask=mask, last_pos=positions[:, -1], logits=logits,
+                        lengths=lengths)
 
     @torch.inference_mode()
     def run(
@@ -256,7 +260,7 @@ class _DecodeLoop:
             return
         take = self.prefixes[self.next_prefix: self.next_prefix + free]
         pre = self.gen.prefill(take, self.suffix_list)
-        slots = self.cache.admit(pre.cache, pre.mask)
+        slots = self.cache.admit(pre.cache, pre.mask, pre.lengths)
         if self.logits is None:
             self.logits = pre.logits.new_empty((self.slots, pre.logits.shape[1]))
         self.logits[slots.start:slots.stop] = pre.logits

@@ -211,10 +211,12 @@ class SlotCache(Cache):
         self.length += width
         return self.mask
 
-    def admit(self, prefill: Cache, mask: torch.Tensor) -> range:
+    def admit(self, prefill: Cache, mask: torch.Tensor, lengths: list[int]) -> range:
         """Place a prefilled ``[b, L]`` batch in the next ``b`` free slots; return their slots.
 
-        ``prefill`` is a growing cache of ``b`` rows and ``mask`` their ``[b, L]`` mask.
+        ``prefill`` is a growing cache of ``b`` rows, ``mask`` their left-padded ``[b, L]`` mask
+        (on the device) and ``lengths`` their numbers of real tokens (on the host, so that
+        nothing waits on the device).
         """
         rows, width = mask.shape
         if self.rows + rows > self.slots:
@@ -229,8 +231,8 @@ class SlotCache(Cache):
         self.mask_buffer[self.rows:self.rows + rows, :start] = 0
         self.mask_buffer[self.rows:self.rows + rows, start:self.length] = mask
         slots = range(self.rows, self.rows + rows)
-        for slot, offset in zip(slots, _first_real(mask)):
-            self.first_column[slot] = start + offset
+        for slot, real in zip(slots, lengths):
+            self.first_column[slot] = self.length - real
         self.rows += rows
         self._drop_unused_columns()
         return slots
@@ -276,6 +278,23 @@ class SlotCache(Cache):
             self._shift(-unused)
 
 
-def _first_real(mask: torch.Tensor) -> list[int]:
-    """Per row of a left-padded ``[b, L]`` mask, the index of its first real token."""
-    return (mask.shape[1] - mask.sum(dim=1)).tolist()
+def prefix_states(cache: Cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each layer's ``(keys, values)`` of a filled growing cache, ``[B, H, L, D]`` each."""
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def repeat_prefix_cache(states: list[tuple[torch.Tensor, torch.Tensor]],
+                        rows: int) -> DynamicCache:
+    """A growing cache holding one prefix's ``[1, H, L, D]`` states for each of ``rows`` rows.
+
+    The states are broadcast, not copied; the first forward that extends the cache writes the
+    rows' own copies (the prefix itself is never run again).
+    """
+    cache = new_prefill_cache()
+    for k, v in states:
+        layer = DynamicLayer()
+        layer.lazy_initialization(k, v)
+        layer.keys = k.expand(rows, -1, -1, -1)
+        layer.values = v.expand(rows, -1, -1, -1)
+        cache.layers.append(layer)
+    return cache
