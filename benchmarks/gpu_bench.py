@@ -33,6 +33,8 @@ from pathlib import Path
 
 import torch
 
+from hf_baseline import generate_batched
+
 logger = logging.getLogger(__name__)
 
 #: The paper models' shapes (transformers configs), with SmolLM2's vocabulary (49,152).
@@ -102,25 +104,7 @@ def bench_eval(lm, task, batch: int) -> dict:
     ours_tokens = lm.meter.snapshot().generated_tokens - before
     ours_peak = _peak_gib()
     rows = [lm.head_ids(ex.input) + prompt + lm.tail_ids for ex in examples]
-    pad, stop = lm.tokenizer.pad_token_id, sorted(lm.stop_ids)
-
-    def hf() -> int:
-        tokens = 0
-        for start in range(0, len(rows), batch):
-            chunk = rows[start:start + batch]
-            width = max(map(len, chunk))
-            ids = torch.tensor([[pad] * (width - len(r)) + r for r in chunk], device=lm.device)
-            mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in chunk],
-                                device=lm.device)
-            with torch.inference_mode():
-                out = lm.model.generate(input_ids=ids, attention_mask=mask, do_sample=False,
-                                        max_new_tokens=EVAL_NEW_TOKENS, eos_token_id=stop,
-                                        pad_token_id=pad)
-            for row in out[:, width:].tolist():
-                tokens += next((k for k, t in enumerate(row) if t in lm.stop_ids), len(row))
-        return tokens
-
-    hf_tokens, hf_s = _timed(hf)
+    hf_tokens, hf_s = _timed(lambda: generate_batched(lm, rows, batch, EVAL_NEW_TOKENS))
     return {"batch": batch, "examples": len(examples), "max_new_tokens": EVAL_NEW_TOKENS,
             "ours_tokens": ours_tokens, "ours_seconds": round(ours_s, 2),
             "ours_tok_s": round(ours_tokens / ours_s, 1), "ours_peak_gib": ours_peak,
@@ -198,17 +182,25 @@ def run(assets: Path, out_dir: Path, shapes: list[str], parts: list[str]) -> Pat
     for shape in shapes:
         lm = build_lm(shape, assets / "smollm2")
         entry = results["shapes"].setdefault(shape, {})
-        for part, fn in (("eval", lambda: [bench_eval(lm, task, b) for b in EVAL_BATCHES]),
-                         ("greater_step", lambda: [bench_greater_step(lm, task, n)
-                                                   for n in STEP_NEW_TOKENS]),
-                         ("methods", lambda: bench_methods(lm, task))):
-            if part not in parts or (part == "methods" and shape != "llama-3.2-1b"):
+        jobs = []
+        if shape == "llama-3.2-1b":  # every method once, at a tiny size: device bugs
+            jobs.append(("methods", None, lambda: bench_methods(lm, task)))
+        jobs += [("eval", b, lambda b=b: bench_eval(lm, task, b)) for b in EVAL_BATCHES]
+        jobs += [("greater_step", n, lambda n=n: bench_greater_step(lm, task, n))
+                 for n in STEP_NEW_TOKENS]
+        for part, setting, fn in jobs:
+            if part not in parts:
                 continue
             try:
-                entry[part] = fn()
+                value = fn()
             except Exception as error:  # noqa: BLE001 - keep what the other parts measured
-                entry[part] = {"error": repr(error), "traceback": traceback.format_exc()[-3000:]}
-            logger.info("%s %s: %s", shape, part, json.dumps(entry[part])[:2000])
+                value = {"setting": setting, "error": repr(error),
+                         "traceback": traceback.format_exc()[-3000:]}
+            if setting is None:
+                entry[part] = value
+            else:  # one record per batch size / bound, saved as soon as it is measured
+                entry.setdefault(part, []).append(value)
+            logger.info("%s %s %s: %s", shape, part, setting, json.dumps(value)[:2000])
             save()
         del lm
         torch.cuda.empty_cache()

@@ -88,7 +88,8 @@ class SlotLayer(DynamicLayer):
         self.device = like.device
         self.is_initialized = True
 
-    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+    def lazy_initialization(self, key_states: torch.Tensor,
+                            value_states: torch.Tensor | None = None) -> None:
         self.allocate(key_states)
 
     def reserve(self, columns: int) -> None:
@@ -293,7 +294,7 @@ def repeat_prefix_cache(states: list[tuple[torch.Tensor, torch.Tensor]],
     cache = new_prefill_cache()
     for k, v in states:
         layer = DynamicLayer()
-        layer.lazy_initialization(k, v)
+        layer.device, layer.dtype, layer.is_initialized = k.device, k.dtype, True
         layer.keys = k.expand(rows, -1, -1, -1)
         layer.values = v.expand(rows, -1, -1, -1)
         cache.layers.append(layer)
