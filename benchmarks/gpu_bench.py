@@ -15,7 +15,8 @@ What it measures (see ../shared/docs/GPU.md for the shapes; README.md for the on
   mixes devices.
 
 Random weights almost never end a reply, so every reply runs to its bound: timings are the
-worst case for that bound. Results go to ``<out>/gpu_<device>.json`` (merged with an earlier call's file).
+worst case for that bound. Results go to ``<out>/gpu_<device>.json`` (merged with an
+earlier call's file).
 """
 
 from __future__ import annotations

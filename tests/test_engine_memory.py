@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from greater.lm import LM
-from greater.lm.batching import ModelShape, RowCosts, fit_batch_size, is_out_of_memory, run_with_backoff
+from greater.lm.batching import (
+    ModelShape,
+    RowCosts,
+    fit_batch_size,
+    is_out_of_memory,
+    run_with_backoff,
+)
 from greater.lm.gradients import LossSequence, sequence_losses
 from greater.lm.kv_cache import SlotCache, new_prefill_cache
 

@@ -61,7 +61,8 @@ class LM:
         self.name = name
         self.device = torch.device(device)
         if memory_budget is not None and memory_budget < 1:
-            raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget}")
+            raise ValueError(f"memory_budget must be a positive number of bytes, "
+                             f"got {memory_budget}")
         self.fixed_memory_budget = memory_budget
         self.meter = CostMeter()
         self.row_costs = RowCosts(ModelShape.of(model))
