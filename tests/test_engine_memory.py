@@ -212,3 +212,13 @@ def test_scoring_shares_the_question_prefix_across_prompts(lm32, data_dir):
     # Each question's prefix ran once, not once per prompt.
     head_tokens = sum(len(lm32.head_ids(ex.input)) for ex in task.train[:2])
     assert shared_tokens < sum(len(s.ids) for s in seqs) - head_tokens
+
+
+def test_the_time_axis_grows_past_its_initial_capacity(lm32, monkeypatch):
+    from greater.lm import generation, kv_cache
+
+    rows = [lm32.chat_ids("Write a short poem about the sea."), lm32.chat_ids("Say hi.")]
+    expected = [g.ids for g in lm32.generate(rows, max_new_tokens=12, batch_size=2)]
+    monkeypatch.setattr(kv_cache, "CAPACITY_STEP", 4)
+    monkeypatch.setattr(generation, "INITIAL_NEW_COLUMNS", 1)
+    assert [g.ids for g in lm32.generate(rows, max_new_tokens=12, batch_size=2)] == expected

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: Columns reserved for generated tokens when a run starts (the cache grows past them).
+INITIAL_NEW_COLUMNS = 128
+
 
 @dataclass(frozen=True)
 class Continuation:
@@ -243,8 +246,9 @@ class _DecodeLoop:
         self.slots = max(batch_size, self.n_suf)
         extra = 0 if continuation is None else (
             len(continuation.force_ids) + continuation.max_new_tokens + 1)
-        capacity = (max(len(p) for p in prefixes) + len(suffix_list[0]) + max_new_tokens
-                    + extra + 1)
+        # The axis grows on demand: most replies end long before max_new_tokens.
+        capacity = (max(len(p) for p in prefixes) + len(suffix_list[0])
+                    + min(max_new_tokens, INITIAL_NEW_COLUMNS) + extra + 1)
         device = gen.device
         self.cache = SlotCache.for_model(gen.lm.model, slots=self.slots, capacity=capacity,
                                          device=device)

@@ -83,8 +83,9 @@ class SlotLayer(DynamicLayer):
     def allocate(self, like: torch.Tensor) -> None:
         """Create the buffers with ``like``'s heads, head size, dtype and device."""
         shape = (self.slots, like.shape[1], self.capacity, like.shape[3])
-        self.key_buffer = like.new_zeros(shape)
-        self.value_buffer = like.new_zeros(shape)
+        # Uninitialised: a column is written (or zeroed, see place) before any view reads it.
+        self.key_buffer = like.new_empty(shape)
+        self.value_buffer = like.new_empty(shape)
         self.device = like.device
         self.is_initialized = True
 
@@ -100,7 +101,7 @@ class SlotLayer(DynamicLayer):
         if self.key_buffer is not None:
             for name in ("key_buffer", "value_buffer"):
                 old = getattr(self, name)
-                new = old.new_zeros(old.shape[:2] + (capacity,) + old.shape[3:])
+                new = old.new_empty(old.shape[:2] + (capacity,) + old.shape[3:])
                 new[:, :, : self.length] = old[:, :, : self.length]
                 setattr(self, name, new)
         self.capacity = capacity
@@ -131,8 +132,11 @@ class SlotLayer(DynamicLayer):
         if self.key_buffer is None:
             self.allocate(keys)
         rows, width = keys.shape[0], keys.shape[2]
-        self.key_buffer[first_slot:first_slot + rows, :, self.length - width:self.length] = keys
-        self.value_buffer[first_slot:first_slot + rows, :, self.length - width:self.length] = values
+        start = self.length - width
+        for buffer, states in ((self.key_buffer, keys), (self.value_buffer, values)):
+            # Masked columns before the row must still hold finite numbers (0 x NaN is NaN).
+            buffer[first_slot:first_slot + rows, :, :start] = 0
+            buffer[first_slot:first_slot + rows, :, start:self.length] = states
 
     def move_row(self, source: int, target: int) -> None:
         for buffer in (self.key_buffer, self.value_buffer):
