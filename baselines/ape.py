@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
-from greater.lm.gradients import target_logprobs
 from greater.methods import register_method
 from greater.optimizer.search import loss_sequences
 from greater.result import PromptScore, StepRecord
@@ -92,9 +91,9 @@ def answer_logprobs(run: Run, prompt: str, examples: Sequence[Example]) -> list[
     lm = run.lm
     seqs = loss_sequences(lm, run.task, list(examples), lm.prompt_ids(prompt), None)
     with run.meter.phase("score"):
-        logps = target_logprobs(lm, [s.ids[:-s.answer_len] for s in seqs],
-                                [s.ids[-s.answer_len:] for s in seqs],
-                                batch_size=run.cfg.batch_size)
+        logps = lm.target_logprobs([s.ids[:-s.answer_len] for s in seqs],
+                                  [s.ids[-s.answer_len:] for s in seqs],
+                                  batch_size=run.cfg.batch_size)
     return [float(lp.mean()) for lp in logps]
 
 

@@ -77,19 +77,32 @@ class GCGConfig(RunConfig):
 
 def top_k_swaps(grad: torch.Tensor, candidates: torch.Tensor, allowed: torch.Tensor,
                 prompt: list[int], top_k: int) -> torch.Tensor:
-    """``[P, k]`` token ids with the most negative gradient per position.
+    """``[P, k]`` token ids (on the host) with the most negative gradient per position.
 
     Args:
-        grad: ``[P, C]`` one-hot gradient over ``candidates`` (``[C]`` token ids).
+        grad: ``[P, C]`` one-hot gradient over ``candidates`` (``[C]`` token ids), on any device.
         allowed: ``[V]`` bool mask; disallowed candidates and each position's current token
             are never proposed.
     """
+    return top_k_token_ids(grad, candidates, allowed, prompt, top_k).cpu()
+
+
+def top_k_token_ids(grad: torch.Tensor, candidates: torch.Tensor, allowed: torch.Tensor,
+                    prompt: list[int], top_k: int) -> torch.Tensor:
+    """:func:`top_k_swaps` on ``grad``'s device: every tensor it indexes with is moved there
+    first, and ``k`` is counted on the host, so nothing waits on the device."""
+    host_candidates = candidates.cpu()
+    host_allowed = allowed.cpu()[host_candidates]  # [C]
+    n_allowed = int(host_allowed.sum())
+    allowed_ids = set(host_candidates[host_allowed].tolist())
+    k = min(top_k, min(n_allowed - (tok in allowed_ids) for tok in prompt))
+    device = grad.device
+    cand = host_candidates.to(device)
     g = grad.clone().float()
-    g[:, ~allowed[candidates]] = float("inf")
+    g[:, ~host_allowed.to(device)] = float("inf")
     for pos, tok in enumerate(prompt):
-        g[pos, candidates == tok] = float("inf")
-    k = min(top_k, int(torch.isfinite(g).sum(1).min()))
-    return candidates[g.topk(max(k, 1), dim=1, largest=False).indices]
+        g[pos, cand == tok] = float("inf")
+    return cand[g.topk(max(k, 1), dim=1, largest=False).indices]
 
 
 def _mean_losses(lm: LM, task: Task, train: list[Example], prompts: list[list[int]],

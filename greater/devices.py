@@ -134,3 +134,17 @@ def pick_dtype(requested: str | torch.dtype | None, device: torch.device | str) 
     if device.type == "cpu":
         return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
     return torch.float32
+
+
+def free_memory_bytes(device: torch.device | str) -> int | None:
+    """Bytes a new allocation can still get on ``device``; None where there is no fixed pool.
+
+    On CUDA this is the driver's free memory plus what torch's caching allocator holds but no
+    tensor uses. On the CPU (and MPS, whose memory is the host's) there is no device budget.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    free, _total = torch.cuda.mem_get_info(device)
+    cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return int(free + max(cached, 0))

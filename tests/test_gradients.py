@@ -22,10 +22,8 @@ from greater.evaluate import ZERO_SHOT_COT_PROMPT
 from greater.lm import LM
 from greater.lm.gradients import (
     LossSequence,
-    next_token_logprobs,
     onehot_gradients,
     sequence_losses,
-    target_logprobs,
 )
 from greater.optimizer.candidates import token_is_allowed
 from greater.responses import respond
@@ -69,7 +67,7 @@ def top_allowed_candidates(lm: LM, seqs: list[LossSequence], position: int,
     """The ``n`` allowed tokens the model finds most likely at ``position`` (mean log-prob over
     the examples), plus the current token; sorted ascending."""
     contexts = [list(s.ids[: s.prompt_start + position]) for s in seqs]
-    mean = next_token_logprobs(lm, contexts).mean(0)
+    mean = lm.next_token_logprobs(contexts).mean(0)
     special = set(lm.tokenizer.all_special_ids)
     chosen: list[int] = []
     for token in mean.argsort(descending=True).tolist():
@@ -222,7 +220,7 @@ def test_sequence_losses_equal_onehot_loss(lm32, smol_seqs):
     torch.testing.assert_close(terms.total, terms.answer_ce + 0.2 * terms.prompt_nll)
     # The prompt NLL agrees with teacher-forced log-probs of the prompt after its question.
     s = smol_seqs[0]
-    lp = target_logprobs(lm32, [s.ids[: s.prompt_start]],
+    lp = lm32.target_logprobs([s.ids[: s.prompt_start]],
                          [s.ids[s.prompt_start: s.prompt_start + s.prompt_len]])[0]
     assert float(terms.prompt_nll[0]) == pytest.approx(float(-lp.mean()), rel=1e-4)
 

@@ -308,3 +308,14 @@ def test_chat_replies_and_counts_calls(lm32):
     replies = lm32.chat(["Say hello."], max_new_tokens=6)
     assert len(replies) == 1 and isinstance(replies[0], str) and replies[0]
     assert lm32.meter.llm_calls == before + 1
+
+
+def test_sliding_window_model_batches_continuously_and_equals_one_at_a_time():
+    """gemma3-270m (sliding-window layers) now shares the slot cache: rows join a running
+    batch as others finish (batch 2 for 3 rows), and the output equals one-at-a-time (fp32)."""
+    gemma = LM.load("gemma3-270m", dtype="fp32", device="cpu")
+    rows = [gemma.chat_ids(t) for t in CHATS[:3]]
+    batched = gemma.generate(rows, max_new_tokens=8, batch_size=2)
+    single = [gemma.generate([r], max_new_tokens=8, batch_size=1)[0] for r in rows]
+    assert [g.ids for g in batched] == [g.ids for g in single]
+    assert all(g.ids for g in batched)

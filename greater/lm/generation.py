@@ -19,14 +19,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
-from transformers.cache_utils import DynamicLayer
 
-from greater.cost import CostMeter
+from greater.lm.kv_cache import SlotCache, new_prefill_cache
+
+if TYPE_CHECKING:
+    from greater.lm.model import LM
 
 logger = logging.getLogger(__name__)
+
+#: Columns reserved for generated tokens when a run starts (the cache grows past them).
+INITIAL_NEW_COLUMNS = 128
 
 
 @dataclass(frozen=True)
@@ -73,23 +78,11 @@ class _Row:
     stage: int = 0  # 0: free generation, 1: continuation generation, 2: done
     parked: list[int] | None = None  # forced tokens waiting to be fed
     stopped_by: str = "length"
-
-
-def _cache_kwarg(model: torch.nn.Module) -> str:
-    """Name of the KV-cache keyword of ``model.forward`` (``cache`` in transformers >= 5.x)."""
-    import inspect
-
-    params = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
-def _output_cache(out):
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else out.past_key_values
+    steps: int = 0  # tokens generated in the current stage
 
 
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-pad token rows.
+    """Left-pad token rows (on the host).
 
     Returns:
         ids: ``[B, T]`` long tensor; mask: ``[B, T]`` long tensor (1 = real token).
@@ -105,105 +98,51 @@ def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
 
 
 @dataclass
-class _Batch:
-    """The running batch: KV cache, attention mask ``[B, T]``, last positions ``[B]``,
-    next-token logits ``[B, V]`` and the row index of each slot."""
+class _Prefill:
+    """Prefilled rows waiting for their slots: a growing cache, mask ``[b, L]``, last positions
+    ``[b]`` and next-token logits ``[b, V]``, all on the model's device, and the rows' numbers
+    of real tokens (host)."""
 
     cache: object
     mask: torch.Tensor
     last_pos: torch.Tensor
     logits: torch.Tensor
-    live: list[int]
-
-    def select(self, keep: list[int], device: torch.device) -> None:
-        index = torch.tensor(keep, dtype=torch.long)
-        self.cache.batch_select_indices(index.to(device))
-        self.mask = self.mask[index]
-        self.last_pos = self.last_pos[index]
-        self.logits = self.logits[index.to(self.logits.device)]
-        self.live = [self.live[s] for s in keep]
-
-
-def _left_pad_time(x: torch.Tensor, width: int, dim: int) -> torch.Tensor:
-    """Left-pad ``x`` with zeros along ``dim`` to ``width``."""
-    missing = width - x.shape[dim]
-    if missing == 0:
-        return x
-    shape = list(x.shape)
-    shape[dim] = missing
-    return torch.cat([x.new_zeros(shape), x], dim=dim)
-
-
-def _merge(a: _Batch, b: _Batch) -> _Batch:
-    """Join two running batches: left-pad caches and masks to one length, stack the rows."""
-    width = max(a.mask.shape[1], b.mask.shape[1])
-    for la, lb in zip(a.cache.layers, b.cache.layers):
-        la.keys = torch.cat([_left_pad_time(la.keys, width, -2),
-                             _left_pad_time(lb.keys, width, -2)], dim=0)
-        la.values = torch.cat([_left_pad_time(la.values, width, -2),
-                               _left_pad_time(lb.values, width, -2)], dim=0)
-    return _Batch(cache=a.cache,
-                  mask=torch.cat([_left_pad_time(a.mask, width, 1),
-                                  _left_pad_time(b.mask, width, 1)], dim=0),
-                  last_pos=torch.cat([a.last_pos, b.last_pos]),
-                  logits=torch.cat([a.logits, b.logits]),
-                  live=a.live + b.live)
+    lengths: list[int]
 
 
 class Generator:
-    """The decode loop over one causal LM. Construct via :class:`greater.lm.LM`."""
+    """The decode loop over one :class:`~greater.lm.LM`. Construct via the LM."""
 
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        *,
-        pad_id: int,
-        stop_ids: set[int],
-        decode: Callable[[list[int]], str],
-        meter: CostMeter,
-        device: torch.device,
-    ) -> None:
-        self.model = model
-        self.pad_id = pad_id
-        self.stop_ids = set(stop_ids)
-        self.decode = decode
-        self.meter = meter
-        self.device = device
-        self._cache_kw = _cache_kwarg(model)
+    def __init__(self, lm: "LM") -> None:
+        self.lm = lm
+        self.pad_id = lm.tokenizer.pad_token_id
+        self.stop_ids = frozenset(lm.stop_ids)
+        self.device = lm.device
 
-    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache):
-        kwargs = {self._cache_kw: cache}
-        out = self.model(
-            input_ids=ids.to(self.device),
-            attention_mask=mask.to(self.device),
-            position_ids=positions.to(self.device),
-            use_cache=True,
-            logits_to_keep=1,
-            **kwargs,
-        )
-        self.meter.add_forward(int(ids.numel()))
-        return out.logits[:, -1, :].float(), _output_cache(out)
-
-    def _prefill(self, prefixes: Sequence[Sequence[int]], suffix_list: list[list[int]],
-                 first_row: int) -> _Batch:
+    def prefill(self, prefixes: Sequence[Sequence[int]], suffix_list: list[list[int]]) -> _Prefill:
         """Prefill ``prefixes`` once each, copy each cache per suffix, then feed the suffixes."""
         n_suf = len(suffix_list)
         ids, mask = left_pad(prefixes, self.pad_id)
+        ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits, cache = self._forward(ids, mask, positions, None)
+        cache = new_prefill_cache()
+        logits = self.lm.forward(ids, mask=mask, positions=positions, cache=cache,
+                                 logits_to_keep=1).logits[:, -1, :].float()
         if n_suf > 1:
             cache.batch_repeat_interleave(n_suf)
             mask = mask.repeat_interleave(n_suf, dim=0)
             positions = positions.repeat_interleave(n_suf, dim=0)
             logits = logits.repeat_interleave(n_suf, dim=0)
         if suffix_list[0]:
-            suf = torch.tensor(suffix_list * len(prefixes), dtype=torch.long)
-            suf_pos = positions[:, -1:] + torch.arange(1, suf.shape[1] + 1)
+            suf = torch.tensor(suffix_list * len(prefixes), dtype=torch.long, device=self.device)
+            suf_pos = positions[:, -1:] + torch.arange(1, suf.shape[1] + 1, device=self.device)
             mask = torch.cat([mask, torch.ones_like(suf)], dim=1)
-            logits, cache = self._forward(suf, mask, suf_pos, cache)
+            logits = self.lm.forward(suf, mask=mask, positions=suf_pos, cache=cache,
+                                     logits_to_keep=1).logits[:, -1, :].float()
             positions = suf_pos
-        live = list(range(first_row, first_row + len(prefixes) * n_suf))
-        return _Batch(cache=cache, mask=mask, last_pos=positions[:, -1], logits=logits, live=live)
+        lengths = [len(p) + len(s) for p in prefixes for s in suffix_list]
+        return _Prefill(cache=cache, mask=mask, last_pos=positions[:, -1], logits=logits,
+                        lengths=lengths)
 
     @torch.inference_mode()
     def run(
@@ -222,110 +161,44 @@ class Generator:
 
         Row ``p * len(suffixes) + s`` is ``prefixes[p] + suffixes[s]``; all suffixes must have
         the same length (they are fed as one chunk after the shared prefix). Batching is
-        continuous: as rows finish, the next prefixes are prefilled and join the running batch
-        (their caches left-padded to a common length), so a long reply does not leave the rest
-        of the batch idle. Prefixes are admitted in the order given.
+        continuous: as rows finish, their slots are freed and the next prefixes are prefilled
+        into them (see :mod:`greater.lm.kv_cache`), so a long reply does not leave the rest of
+        the batch idle. Prefixes are admitted in the order given.
         """
         suffix_list = [list(s) for s in (suffixes if suffixes is not None else [[]])]
         if len({len(s) for s in suffix_list}) != 1:
             raise ValueError("all suffixes must have the same length")
         if any(len(p) == 0 for p in prefixes):
             raise ValueError("every prefix must hold at least one token")
-        n_suf = len(suffix_list)
-        per_admit = max(1, batch_size // n_suf)  # prefixes that fit in an empty batch
-        rows = [_Row() for _ in range(len(prefixes) * n_suf)]
-        steps = [0] * len(rows)
-        next_prefix = 0
-        batch: _Batch | None = None
-        while True:
-            # Admit waiting prefixes into the free slots (all at once when the batch is empty).
-            free = per_admit if batch is None else (batch_size - len(batch.live)) // n_suf
-            if next_prefix < len(prefixes) and free > 0 and (batch is None or self._mergeable(batch)):
-                take = prefixes[next_prefix: next_prefix + free]
-                new = self._prefill(take, suffix_list, next_prefix * n_suf)
-                next_prefix += len(take)
-                batch = new if batch is None else _merge(batch, new)
-            if batch is None:
-                break
-            next_tokens = self._choose(batch.logits, temperature, rng).tolist()  # one sync
-            keep: list[int] = []
-            feed: list[list[int]] = []
-            for slot, r in enumerate(batch.live):
-                if rows[r].parked is not None:  # waiting to feed its extractor: no new token
-                    keep.append(slot)
-                    feed.append([])
-                    continue
-                tokens = self._advance(rows[r], next_tokens[slot], steps, r,
-                                       max_new_tokens, continuation)
-                if tokens is None:
-                    if on_row_done is not None:
-                        on_row_done(r)
-                    continue
-                keep.append(slot)
-                feed.append(tokens)
-            self._release_parked(rows, [batch.live[s] for s in keep], feed)
-            if not keep:
-                batch = None
-                if next_prefix >= len(prefixes):
-                    break
-                continue
-            if len(keep) < len(batch.live):
-                batch.select(keep, self.device)
-            # Rows feed one token, or their whole forced extractor at once: left-pad the chunk;
-            # the pads stay masked in the cache for good.
-            step_ids, step_mask = left_pad(feed, self.pad_id)
-            step_pos = batch.last_pos.unsqueeze(1) + step_mask.cumsum(-1)
-            batch.mask = torch.cat([batch.mask, step_mask], dim=1)
-            batch.last_pos = step_pos[:, -1]
-            batch.logits, batch.cache = self._forward(step_ids, batch.mask, step_pos, batch.cache)
-
+        rows = [_Row() for _ in range(len(prefixes) * len(suffix_list))]
+        if not rows:
+            return []
+        loop = _DecodeLoop(self, prefixes, suffix_list, rows, max_new_tokens=max_new_tokens,
+                           batch_size=batch_size, continuation=continuation,
+                           temperature=temperature, rng=rng, on_row_done=on_row_done)
+        loop.run()
         return [Generation(ids=r.ids, stopped_by=r.stopped_by, continuation_ids=r.cont_ids)
                 for r in rows]
 
-    @staticmethod
-    def _release_parked(rows: list[_Row], live: list[int], feed: list[list[int]]) -> None:
-        """Decide which parked rows feed their forced tokens in this step's forward.
-
-        A row that finished its free generation parks its forced tokens (the extractor) and
-        feeds a masked hole meanwhile. Feeding a multi-token chunk makes the whole step as wide
-        as the chunk for every row, so parked rows are released together: once half the live
-        rows are parked, or when no row is generating any more.
-        """
-        parked = [k for k, r in enumerate(live) if rows[r].parked is not None]
-        if not parked:
-            return
-        if len(parked) * 2 < len(live) and len(parked) < len(live):
-            return
-        for k in parked:
-            feed[k] = rows[live[k]].parked
-            rows[live[k]].parked = None
-
-    @staticmethod
-    def _mergeable(batch: "_Batch") -> bool:
-        """Only plain dynamic caches (full attention everywhere) can be left-padded and joined;
-        other layouts (sliding windows) run batch after batch instead."""
-        layers = getattr(batch.cache, "layers", None)
-        return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
-
-    def _choose(self, logits: torch.Tensor, temperature: float,
-                rng: torch.Generator | None) -> torch.Tensor:
-        """Next token per row from ``[B, V]`` logits: argmax, or a seeded sample."""
+    def choose(self, logits: torch.Tensor, temperature: float,
+               rng: torch.Generator | None) -> torch.Tensor:
+        """Next token per row from ``[B, V]`` logits (on the model's device): argmax, or a
+        seeded sample (drawn on the host, for the same numbers on every device)."""
         if temperature <= 0:
             return logits.argmax(dim=-1)
         probs = torch.softmax(logits / temperature, dim=-1)
-        return torch.multinomial(probs.cpu(), 1, generator=rng).squeeze(1)
+        return torch.multinomial(probs.cpu(), 1, generator=rng).squeeze(1).to(logits.device)
 
-    def _advance(self, row: _Row, token: int, steps: list[int], r: int, max_new_tokens: int,
-                 continuation: Continuation | None) -> list[int] | None:
+    def advance(self, row: _Row, token: int, max_new_tokens: int,
+                continuation: Continuation | None) -> list[int] | None:
         """Record ``token`` for ``row``; return the tokens to feed next, or None when done."""
         if row.stage == 0:
             if token in self.stop_ids:
                 row.stopped_by = "eos"
             else:
                 row.ids.append(token)
-                self.meter.add_generated(1)
-                steps[r] += 1
-                if steps[r] < max_new_tokens:
+                row.steps += 1
+                if row.steps < max_new_tokens:
                     return [token]
             if continuation is None:
                 row.stage = 2
@@ -334,7 +207,7 @@ class Generator:
             # yet fed): they are fed in one chunk later, and the logits that come back start the
             # answer. Until then the row feeds nothing.
             row.stage = 1
-            steps[r] = 0
+            row.steps = 0
             pending = [row.ids[-1]] if row.stopped_by == "length" else []
             row.parked = pending + list(continuation.force_ids)
             return []
@@ -344,13 +217,152 @@ class Generator:
             row.stage = 2
             return None
         row.cont_ids.append(token)
-        self.meter.add_generated(1)
-        steps[r] += 1
-        done = steps[r] >= continuation.max_new_tokens or (
+        row.steps += 1
+        done = row.steps >= continuation.max_new_tokens or (
             continuation.is_complete is not None
-            and continuation.is_complete(self.decode(row.cont_ids))
+            and continuation.is_complete(self.lm.decode(row.cont_ids))
         )
         if done:
             row.stage = 2
             return None
         return [token]
+
+
+class _DecodeLoop:
+    """One :meth:`Generator.run`: the slot cache, the live rows and the step loop."""
+
+    def __init__(self, gen: Generator, prefixes, suffix_list, rows, *, max_new_tokens,
+                 batch_size, continuation, temperature, rng, on_row_done) -> None:
+        self.gen = gen
+        self.prefixes = prefixes
+        self.suffix_list = suffix_list
+        self.rows = rows
+        self.max_new_tokens = max_new_tokens
+        self.continuation = continuation
+        self.temperature = temperature
+        self.rng = rng
+        self.on_row_done = on_row_done
+        self.n_suf = len(suffix_list)
+        self.slots = max(batch_size, self.n_suf)
+        extra = 0 if continuation is None else (
+            len(continuation.force_ids) + continuation.max_new_tokens + 1)
+        # The axis grows on demand: most replies end long before max_new_tokens.
+        capacity = (max(len(p) for p in prefixes) + len(suffix_list[0])
+                    + min(max_new_tokens, INITIAL_NEW_COLUMNS) + extra + 1)
+        device = gen.device
+        self.cache = SlotCache.for_model(gen.lm.model, slots=self.slots, capacity=capacity,
+                                         device=device)
+        self.live: list[int] = []  # row index held by each slot
+        self.last_pos = torch.zeros(self.slots, dtype=torch.long, device=device)
+        self.logits: torch.Tensor | None = None  # [slots, V]
+        self.next_prefix = 0
+
+    def admit(self) -> None:
+        """Prefill as many waiting prefixes as there are free slots for."""
+        free = (self.slots - len(self.live)) // self.n_suf
+        if self.next_prefix >= len(self.prefixes) or free <= 0:
+            return
+        take = self.prefixes[self.next_prefix: self.next_prefix + free]
+        pre = self.gen.prefill(take, self.suffix_list)
+        slots = self.cache.admit(pre.cache, pre.mask, pre.lengths)
+        if self.logits is None:
+            self.logits = pre.logits.new_empty((self.slots, pre.logits.shape[1]))
+        self.logits[slots.start:slots.stop] = pre.logits
+        self.last_pos[slots.start:slots.stop] = pre.last_pos
+        first = self.next_prefix * self.n_suf
+        self.live.extend(range(first, first + len(take) * self.n_suf))
+        self.next_prefix += len(take)
+
+    def run(self) -> None:
+        gen, rows = self.gen, self.rows
+        stop_ids, bound = gen.stop_ids, self.max_new_tokens
+        while True:
+            self.admit()
+            n = len(self.live)
+            if n == 0:
+                return
+            chosen = gen.choose(self.logits[:n], self.temperature, self.rng)
+            tokens = chosen.tolist()  # the one host sync of a step
+            feeds: list[list[int] | None] = [None] * n  # None: feed the chosen token
+            done: list[int] = []
+            generated = 0
+            for slot, r in enumerate(self.live):
+                row = rows[r]
+                token = tokens[slot]
+                if row.parked is not None:  # waiting to feed its extractor: no new token
+                    feeds[slot] = []
+                    continue
+                if row.stage == 0 and token not in stop_ids and row.steps + 1 < bound:
+                    row.ids.append(token)  # the common case, kept short
+                    row.steps += 1
+                    generated += 1
+                    continue
+                before = len(row.ids) + len(row.cont_ids)
+                out = gen.advance(row, token, bound, self.continuation)
+                generated += len(row.ids) + len(row.cont_ids) - before
+                if out is None:
+                    done.append(slot)
+                    if self.on_row_done is not None:
+                        self.on_row_done(r)
+                elif out != [token]:
+                    feeds[slot] = out
+            gen.lm.meter.add_generated(generated)
+            self.step(chosen, feeds, done)
+
+    def step(self, chosen: torch.Tensor, feeds: list[list[int] | None], done: list[int]) -> None:
+        """Free the finished slots, then feed every live row in one forward."""
+        order = list(range(len(self.live)))
+        for slot in sorted(done, reverse=True):
+            moved = self.cache.release(slot)
+            if moved is not None:
+                order[slot] = order[moved]
+            order.pop()
+        if not order:
+            self.live = []
+            return
+        if done:
+            index = torch.tensor(order, dtype=torch.long, device=self.gen.device)
+            self.live = [self.live[i] for i in order]
+            feeds = [feeds[i] for i in order]
+            chosen = chosen[index]
+            n = len(order)
+            self.last_pos[:n] = self.last_pos[index]
+        n = len(self.live)
+        _release_parked(self.rows, self.live, feeds)
+        if all(f is None for f in feeds):
+            # Every row feeds the token it just chose: nothing built or copied on the host.
+            step_ids = chosen.unsqueeze(1)
+            mask = self.cache.begin_step(None, 1)
+            step_pos = (self.last_pos[:n] + 1).unsqueeze(1)
+        else:
+            # Some rows feed their forced extractor, some nothing: left-pad the chunk; the pads
+            # stay masked in the cache for good.
+            host = chosen.tolist()
+            chunks = [[host[s]] if f is None else f for s, f in enumerate(feeds)]
+            step_ids, step_mask = left_pad(chunks, self.gen.pad_id)
+            step_ids = step_ids.to(self.gen.device)
+            step_mask = step_mask.to(self.gen.device)
+            mask = self.cache.begin_step(step_mask, step_mask.shape[1])
+            step_pos = self.last_pos[:n].unsqueeze(1) + step_mask.cumsum(-1)
+        self.last_pos[:n] = step_pos[:, -1]
+        out = self.gen.lm.forward(step_ids, mask=mask, positions=step_pos, cache=self.cache,
+                                  logits_to_keep=1)
+        self.logits[:n] = out.logits[:, -1, :].float()
+
+
+def _release_parked(rows: list[_Row], live: list[int], feeds: list[list[int] | None]) -> None:
+    """Decide which parked rows feed their forced tokens in this step's forward.
+
+    A row that finished its free generation parks its forced tokens (the extractor) and
+    feeds a masked hole meanwhile. Feeding a multi-token chunk makes the whole step as wide
+    as the chunk for every row, so parked rows are released together: once half the live
+    rows are parked, or when no row is generating any more.
+    """
+    parked = [k for k, r in enumerate(live) if rows[r].parked is not None]
+    if not parked:
+        return
+    if len(parked) * 2 < len(live) and len(parked) < len(live):
+        return
+    for k in parked:
+        feeds[k] = rows[live[k]].parked
+        rows[live[k]].parked = None

@@ -27,7 +27,10 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from greater.lm.generation import _cache_kwarg, _output_cache, left_pad
+from greater.lm.generation import left_pad
+from greater.lm.batching import run_with_backoff
+from greater.lm.kv_cache import new_prefill_cache, prefix_states, repeat_prefix_cache
+from greater.lm.model import LM
 
 logger = logging.getLogger(__name__)
 
@@ -85,28 +88,44 @@ def _rest_layout(seqs: Sequence[LossSequence], first: int):
     return prefixes, rests
 
 
-def _forward_rest(lm, seqs: Sequence[LossSequence], first: int,
-                  replace: dict[int, torch.Tensor] | None):
+def _prefix_pass(lm: LM, prefixes: list[list[int]]) -> _Prefix:
+    """Run left-padded ``prefixes`` without gradients into a KV cache."""
+    pre_ids, pre_mask = left_pad(prefixes, lm.tokenizer.pad_token_id)
+    pre_pos = (pre_mask.cumsum(-1) - 1).clamp(min=0)
+    cache = new_prefill_cache()
+    with torch.no_grad():
+        out = lm.forward(pre_ids, mask=pre_mask, positions=pre_pos, cache=cache,
+                         logits_to_keep=1)
+    return _Prefix(cache=cache, mask=pre_mask, last_pos=pre_pos[:, -1],
+                   logp=out.logits[:, -1, :].float().log_softmax(-1))
+
+
+@dataclass
+class _Prefix:
+    """A prefix pass: its cache, mask ``[B, L]``, last positions ``[B]`` (host) and the
+    log-probs ``[B, V]`` of the token after it."""
+
+    cache: object
+    mask: torch.Tensor
+    last_pos: torch.Tensor
+    logp: torch.Tensor
+
+
+def _forward_rest(lm: LM, seqs: Sequence[LossSequence], first: int,
+                  replace: dict[int, torch.Tensor] | None, prefix: _Prefix | None = None):
     """Run prefix (no grad, cached) then rest (with grad); return the needed log-probs.
+
+    ``prefix``, when given, is the prefix pass already run for these rows.
 
     Returns:
         prefix_logp: ``[B, V]`` log-probs of the token at prompt position ``first``.
         prompt_logp: ``[B, n, V]`` log-probs predicting prompt tokens ``first+1 ..`` (n may be 0).
         answer_logits: list of ``[A_b, V]`` logits predicting each row's answer tokens.
     """
-    model = lm.model
     pad = lm.tokenizer.pad_token_id
     prefixes, rests = _rest_layout(seqs, first)
-    pre_ids, pre_mask = left_pad(prefixes, pad)
-    pre_pos = (pre_mask.cumsum(-1) - 1).clamp(min=0)
-    cache_kw = _cache_kwarg(model)
-    with torch.no_grad():
-        out = model(input_ids=pre_ids.to(lm.device), attention_mask=pre_mask.to(lm.device),
-                    position_ids=pre_pos.to(lm.device), use_cache=True, logits_to_keep=1)
-    lm.meter.add_forward(int(pre_ids.numel()))
-    prefix_logp = out.logits[:, -1, :].float().log_softmax(-1)
-    cache = _output_cache(out)
-
+    if prefix is None:
+        prefix = _prefix_pass(lm, prefixes)
     width = max(len(r) for r in rests)
     rest_ids = torch.full((len(rests), width), pad, dtype=torch.long)
     rest_mask = torch.zeros((len(rests), width), dtype=torch.long)
@@ -124,17 +143,15 @@ def _forward_rest(lm, seqs: Sequence[LossSequence], first: int,
     ]
     keep = sorted(set(range(n_prompt_after)) | {i for row in answer_index for i in row})
     keep_t = torch.tensor(keep, dtype=torch.long, device=lm.device)
-    mask = torch.cat([pre_mask, rest_mask], dim=1)
-    positions = pre_pos[:, -1:] + 1 + torch.arange(width).unsqueeze(0)
-    out = model(inputs_embeds=embeds, attention_mask=mask.to(lm.device),
-                position_ids=positions.to(lm.device), use_cache=True, logits_to_keep=keep_t,
-                **{cache_kw: cache})
-    lm.meter.add_forward(int(rest_ids.numel()))
+    mask = torch.cat([prefix.mask, rest_mask], dim=1)
+    positions = prefix.last_pos.unsqueeze(1) + 1 + torch.arange(width).unsqueeze(0)
+    out = lm.forward(embeds=embeds, mask=mask, positions=positions, cache=prefix.cache,
+                     logits_to_keep=keep_t)
     logits = out.logits.float()  # [B, len(keep), V]
     where = {k: j for j, k in enumerate(keep)}
     prompt_logp = logits[:, [where[k] for k in range(n_prompt_after)], :].log_softmax(-1)
     answer_logits = [logits[b, [where[k] for k in row], :] for b, row in enumerate(answer_index)]
-    return prefix_logp, prompt_logp, answer_logits, rest_ids
+    return prefix.logp, prompt_logp, answer_logits, rest_ids
 
 
 def _loss_terms(seqs, first, prefix_logp, first_token_logp, prompt_logp, answer_logits,
@@ -157,13 +174,13 @@ def _loss_terms(seqs, first, prefix_logp, first_token_logp, prompt_logp, answer_
                      total=answer_ce + weight * prompt_nll)
 
 
-def _nll_before(lm, seqs: Sequence[LossSequence], first: int) -> torch.Tensor:
+def _nll_before(lm: LM, seqs: Sequence[LossSequence], first: int) -> torch.Tensor:
     """Summed NLL of prompt tokens ``0 .. first-1`` per example ``[B]`` (constant w.r.t. edits)."""
     if first == 0:
         return torch.zeros(len(seqs))
     contexts = [list(s.ids[: s.prompt_start]) for s in seqs]
     targets = [list(s.ids[s.prompt_start: s.prompt_start + first]) for s in seqs]
-    return -torch.stack([t.sum() for t in target_logprobs(lm, contexts, targets)])
+    return -torch.stack([t.sum() for t in lm.target_logprobs(contexts, targets)])
 
 
 def _validate(seqs: Sequence[LossSequence], positions: Sequence[int]) -> None:
@@ -178,7 +195,7 @@ def _validate(seqs: Sequence[LossSequence], positions: Sequence[int]) -> None:
 
 
 def onehot_gradients(
-    lm,
+    lm: LM,
     seqs: Sequence[LossSequence],
     positions: Sequence[int],
     candidates: torch.Tensor,
@@ -214,27 +231,38 @@ def onehot_gradients(
     onehot.requires_grad_(True)
     table = lm.embedding_layer.weight[cand].detach().float() * lm.embed_scale  # [C, H]
     before = _nll_before(lm, seqs, first)
-    grad = torch.zeros_like(onehot)
-    terms: list[LossTerms] = []
-    for start in range(0, len(seqs), batch_size):
-        chunk = list(seqs[start:start + batch_size])
-        vectors = onehot @ table  # [P, H]
-        replace = {pos - first: vectors[row] for row, pos in enumerate(positions)}
-        prefix_logp, prompt_logp, answer_logits, rest_ids = _forward_rest(lm, chunk, first, replace)
-        first_token_logp = prefix_logp[:, cand] @ onehot[0]
-        # NLL of edited positions after the first is linear in their one-hot vectors.
-        if len(positions) > 1:
-            prompt_logp = _mix_onehot_nll(prompt_logp, positions, first, cand, onehot, rest_ids)
-        t = _loss_terms(chunk, first, prefix_logp, first_token_logp, prompt_logp, answer_logits,
-                        rest_ids, temperature=temperature, weight=weight,
-                        before_nll=before[start:start + batch_size].to(prefix_logp.device))
-        (g,) = torch.autograd.grad(t.total.sum(), onehot)
-        lm.meter.add_backward(int(rest_ids.numel()))
-        grad += g
-        terms.append(LossTerms(*(x.detach() for x in (t.answer_ce, t.prompt_nll, t.total))))
-    merged = LossTerms(*(torch.cat([getattr(t, f) for t in terms])
-                         for f in ("answer_ce", "prompt_nll", "total")))
-    return OneHotGradient(grad=grad.detach(), loss=float(merged.total.sum()), terms=merged)
+    longest = max(len(s.ids) for s in seqs)
+    row_bytes = lm.row_costs.gradient(longest, longest - seqs[0].prompt_start - first)
+
+    def accumulate(size: int) -> OneHotGradient:
+        grad = torch.zeros_like(onehot)
+        terms: list[LossTerms] = []
+        for start in range(0, len(seqs), size):
+            chunk = list(seqs[start:start + size])
+            vectors = onehot @ table  # [P, H]
+            replace = {pos - first: vectors[row] for row, pos in enumerate(positions)}
+            prefix_logp, prompt_logp, answer_logits, rest_ids = _forward_rest(
+                lm, chunk, first, replace)
+            first_token_logp = prefix_logp[:, cand] @ onehot[0]
+            # NLL of edited positions after the first is linear in their one-hot vectors.
+            if len(positions) > 1:
+                prompt_logp = _mix_onehot_nll(prompt_logp, positions, first, cand, onehot,
+                                              rest_ids)
+            t = _loss_terms(chunk, first, prefix_logp, first_token_logp, prompt_logp,
+                            answer_logits, rest_ids, temperature=temperature, weight=weight,
+                            before_nll=before[start:start + size].to(prefix_logp.device))
+            grad += lm.gradient(t.total.sum(), onehot, tokens=int(rest_ids.numel()))
+            terms.append(LossTerms(*(x.detach() for x in (t.answer_ce, t.prompt_nll, t.total))))
+        merged = _concat_terms(terms)
+        return OneHotGradient(grad=grad.detach(), loss=float(merged.total.sum()), terms=merged)
+
+    return run_with_backoff(accumulate, lm.batch_size_for(batch_size, row_bytes),
+                            what="gradient")
+
+
+def _concat_terms(parts: Sequence[LossTerms]) -> LossTerms:
+    return LossTerms(*(torch.cat([getattr(t, f) for t in parts])
+                       for f in ("answer_ce", "prompt_nll", "total")))
 
 
 def _mix_onehot_nll(prompt_logp, positions, first, cand, onehot, rest_ids):
@@ -249,68 +277,65 @@ def _mix_onehot_nll(prompt_logp, positions, first, cand, onehot, rest_ids):
         k = pos - first - 1
         current = rest_ids[:, pos - first].to(out.device)
         mixed = out[:, k, :][:, cand] @ onehot[row]
-        out[torch.arange(out.shape[0]), k, current] = mixed
+        out[torch.arange(out.shape[0], device=out.device), k, current] = mixed
     return out
 
 
 @torch.no_grad()
-def sequence_losses(lm, seqs: Sequence[LossSequence], *, temperature: float = 0.2,
+def sequence_losses(lm: LM, seqs: Sequence[LossSequence], *, temperature: float = 0.2,
                     weight: float = 0.2, batch_size: int = 8) -> LossTerms:
-    """Per-example loss terms of fixed token rows (forward only), ``[B]`` each."""
+    """Per-example loss terms of fixed token rows (forward only), ``[B]`` each.
+
+    Rows that share their context before the prompt (``ids[:prompt_start]``: the same question
+    under different prompts, as in GCG's candidate evaluation) share one prefix pass: its KV
+    cache is computed once and repeated across their rows, so each row costs only its prompt,
+    reasoning and answer. ``batch_size`` (rows per pass) is an upper bound, lowered to fit the
+    memory budget and halved on out-of-memory.
+    """
     if not seqs:
         raise ValueError("no sequences given")
-    out: list[LossTerms] = []
-    for start in range(0, len(seqs), batch_size):
-        chunk = list(seqs[start:start + batch_size])
-        prefix_logp, prompt_logp, answer_logits, rest_ids = _forward_rest(lm, chunk, 0, None)
-        first_tok = torch.tensor([s.ids[s.prompt_start] for s in chunk], device=prefix_logp.device)
-        first_token_logp = prefix_logp.gather(-1, first_tok.unsqueeze(-1)).squeeze(-1)
-        out.append(_loss_terms(chunk, 0, prefix_logp, first_token_logp, prompt_logp,
-                               answer_logits, rest_ids, temperature=temperature, weight=weight,
-                               before_nll=torch.zeros(len(chunk), device=prefix_logp.device)))
-    return LossTerms(*(torch.cat([getattr(t, f) for t in out])
-                       for f in ("answer_ce", "prompt_nll", "total")))
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for k, s in enumerate(seqs):
+        groups.setdefault(tuple(s.ids[: s.prompt_start]), []).append(k)
+    longest = max(len(s.ids) - s.prompt_start for s in seqs)
+    row_bytes = lm.row_costs.scoring(max(len(s.ids) for s in seqs), longest)
+
+    def score(size: int) -> LossTerms:
+        if len(groups) == len(seqs):  # nothing shared: batch the prefix passes instead
+            return _concat_terms([
+                _fixed_row_terms(lm, list(seqs[start:start + size]), None,
+                                 temperature=temperature, weight=weight)
+                for start in range(0, len(seqs), size)])
+        parts: list[LossTerms] = []
+        order: list[int] = []
+        for prefix_ids, members in groups.items():
+            shared = _prefix_pass(lm, [list(prefix_ids)])
+            states = prefix_states(shared.cache)
+            for start in range(0, len(members), size):
+                rows = members[start:start + size]
+                prefix = _Prefix(cache=repeat_prefix_cache(states, len(rows)),
+                                 mask=shared.mask.expand(len(rows), -1),
+                                 last_pos=shared.last_pos.expand(len(rows)),
+                                 logp=shared.logp.expand(len(rows), -1))
+                parts.append(_fixed_row_terms(lm, [seqs[k] for k in rows], prefix,
+                                              temperature=temperature, weight=weight))
+                order.extend(rows)
+        merged = _concat_terms(parts)
+        back = torch.empty(len(order), dtype=torch.long)
+        back[torch.tensor(order)] = torch.arange(len(order))
+        index = back.to(merged.total.device)
+        return LossTerms(*(getattr(merged, f)[index] for f in ("answer_ce", "prompt_nll", "total")))
+
+    return run_with_backoff(score, lm.batch_size_for(batch_size, row_bytes), what="scoring")
 
 
-@torch.no_grad()
-def target_logprobs(lm, contexts: Sequence[Sequence[int]], targets: Sequence[Sequence[int]],
-                    *, batch_size: int = 8) -> list[torch.Tensor]:
-    """Teacher-forced log-probs of ``targets[b]`` after ``contexts[b]``: a list of ``[T_b]``."""
-    if len(contexts) != len(targets):
-        raise ValueError("contexts and targets differ in number")
-    pad = lm.tokenizer.pad_token_id
-    result: list[torch.Tensor] = []
-    for start in range(0, len(contexts), batch_size):
-        rows = [list(c) + list(t) for c, t in
-                zip(contexts[start:start + batch_size], targets[start:start + batch_size])]
-        ids, mask = left_pad(rows, pad)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        longest = max(len(t) for t in targets[start:start + batch_size])
-        # Rows are left-padded, so every target sits in the last `longest` positions.
-        logits = lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device),
-                          position_ids=pos.to(lm.device), logits_to_keep=longest + 1).logits
-        lm.meter.add_forward(int(ids.numel()))
-        logp = logits.float().log_softmax(-1)  # [B, longest + 1, V]
-        width = logp.shape[1]
-        for b, t in enumerate(targets[start:start + batch_size]):
-            n = len(t)
-            idx = torch.arange(width - n - 1, width - 1, device=logp.device)
-            gold = torch.tensor(list(t), dtype=torch.long, device=logp.device)
-            result.append(logp[b, idx].gather(-1, gold.unsqueeze(-1)).squeeze(-1).cpu())
-    return result
-
-
-@torch.no_grad()
-def next_token_logprobs(lm, contexts: Sequence[Sequence[int]], *,
-                        batch_size: int = 16) -> torch.Tensor:
-    """``[B, V]`` log-probs of the token following each context (left-padded batches)."""
-    pad = lm.tokenizer.pad_token_id
-    rows = []
-    for start in range(0, len(contexts), batch_size):
-        ids, mask = left_pad(contexts[start:start + batch_size], pad)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits = lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device),
-                          position_ids=pos.to(lm.device), logits_to_keep=1).logits
-        lm.meter.add_forward(int(ids.numel()))
-        rows.append(logits[:, -1, :].float().log_softmax(-1).cpu())
-    return torch.cat(rows)
+def _fixed_row_terms(lm: LM, chunk: list[LossSequence], prefix: _Prefix | None, *,
+                     temperature: float, weight: float) -> LossTerms:
+    """Loss terms of rows whose prefix pass is ``prefix`` (run here when None); no edited
+    positions."""
+    prefix_logp, prompt_logp, answer_logits, rest_ids = _forward_rest(lm, chunk, 0, None, prefix)
+    first_tok = torch.tensor([s.ids[s.prompt_start] for s in chunk], device=prefix_logp.device)
+    first_token_logp = prefix_logp.gather(-1, first_tok.unsqueeze(-1)).squeeze(-1)
+    return _loss_terms(chunk, 0, prefix_logp, first_token_logp, prompt_logp, answer_logits,
+                       rest_ids, temperature=temperature, weight=weight,
+                       before_nll=torch.zeros(len(chunk), device=prefix_logp.device))

@@ -21,7 +21,10 @@ import torch
 from tqdm.auto import tqdm
 
 from greater.cost import CostMeter
-from greater.lm.generation import Continuation, Generation, Generator
+from greater.devices import free_memory_bytes
+from greater.lm.batching import ModelShape, RowCosts, fit_batch_size, run_with_backoff
+from greater.lm.generation import Continuation, Generation, Generator, left_pad
+from greater.lm.kv_cache import cache_keyword
 
 logger = logging.getLogger(__name__)
 
@@ -48,23 +51,30 @@ class LM:
         tokenizer: its tokenizer, with a chat template and a pad token.
         name: the registry name or id the model was loaded by (recorded in results).
         device: where ``model`` lives.
+        memory_budget: bytes the engine's batches may use; None: the free memory of a CUDA
+            device, and no limit elsewhere (see :mod:`greater.lm.batching`).
     """
 
     def __init__(self, model: torch.nn.Module, tokenizer, *, name: str,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", memory_budget: int | None = None) -> None:
         if getattr(tokenizer, "chat_template", None) is None:
             raise ValueError(f"tokenizer of {name!r} has no chat template")
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
         self.device = torch.device(device)
+        if memory_budget is not None and memory_budget < 1:
+            raise ValueError(f"memory_budget must be a positive number of bytes, "
+                             f"got {memory_budget}")
+        self.fixed_memory_budget = memory_budget
         self.meter = CostMeter()
         self.chat_date = CHAT_DATE
+        self.row_costs = RowCosts(ModelShape.of(model))
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.stop_ids = self._find_stop_ids()
-        self.generator = Generator(model, pad_id=tokenizer.pad_token_id, stop_ids=self.stop_ids,
-                                   decode=self.decode, meter=self.meter, device=self.device)
+        self.generator = Generator(self)
+        self._cache_keyword = cache_keyword(model)
         self._head_cache: dict[str, list[int]] = {}
         self._tail_ids: list[int] | None = None
 
@@ -164,6 +174,117 @@ class LM:
         ids.update(vocab[t] for t in _END_OF_TURN_TOKENS if t in vocab)
         return ids
 
+    # ------------------------------------------------------------------- memory
+    def memory_budget(self) -> int | None:
+        """Bytes a batch may use now: the fixed budget if one was given, else the device's free
+        memory (None on the CPU: no limit)."""
+        if self.fixed_memory_budget is not None:
+            return self.fixed_memory_budget
+        return free_memory_bytes(self.device)
+
+    def batch_size_for(self, requested: int, row_bytes: int) -> int:
+        """``requested`` lowered to what fits :meth:`memory_budget` at ``row_bytes`` a row."""
+        return fit_batch_size(requested, row_bytes, self.memory_budget())
+
+    # ------------------------------------------------------------------- model calls
+    def forward(self, ids: torch.Tensor | None = None, *, embeds: torch.Tensor | None = None,
+                mask: torch.Tensor, positions: torch.Tensor, cache=None,
+                logits_to_keep: int | torch.Tensor = 0):
+        """One call of the model; every call goes through here, so its cost is always counted.
+
+        Args:
+            ids: ``[B, T]`` token ids fed, or None when ``embeds`` ``[B, T, H]`` are fed instead.
+            mask: ``[B, T_cache + T]`` attention mask (1 = a real token) over cache and input.
+            positions: ``[B, T]`` position ids of the fed tokens.
+            cache: a KV cache the call reads and extends in place, or None for no cache.
+            logits_to_keep: as in transformers (0: all positions; n: the last n; a tensor of
+                indices: those positions).
+
+        Returns:
+            the transformers output; ``.logits`` is ``[B, kept, V]``. Tensors are moved to the
+            LM's device here (a no-op for those already there).
+        """
+        if (ids is None) == (embeds is None):
+            raise ValueError("pass exactly one of ids and embeds")
+        fed = ids if ids is not None else embeds
+        kwargs = {"input_ids": ids.to(self.device)} if ids is not None else {
+            "inputs_embeds": embeds.to(self.device)}
+        if cache is not None:
+            kwargs[self._cache_keyword] = cache
+        out = self.model(attention_mask=mask.to(self.device),
+                         position_ids=positions.to(self.device), use_cache=cache is not None,
+                         logits_to_keep=logits_to_keep, **kwargs)
+        self.meter.add_forward(int(fed.shape[0] * fed.shape[1]))
+        return out
+
+    def gradient(self, total: torch.Tensor, wrt: torch.Tensor, *, tokens: int) -> torch.Tensor:
+        """d ``total`` / d ``wrt`` by one backward pass over ``tokens`` positions (counted)."""
+        (grad,) = torch.autograd.grad(total, wrt)
+        self.meter.add_backward(int(tokens))
+        return grad
+
+    @torch.no_grad()
+    def target_logprobs(self, contexts: Sequence[Sequence[int]],
+                        targets: Sequence[Sequence[int]], *,
+                        batch_size: int = 8) -> list[torch.Tensor]:
+        """Teacher-forced log-probs of ``targets[b]`` after ``contexts[b]``: a list of ``[T_b]``
+        (on the host)."""
+        if len(contexts) != len(targets):
+            raise ValueError("contexts and targets differ in number")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not contexts:
+            return []
+        longest_row = max(len(c) + len(t) for c, t in zip(contexts, targets))
+        row_bytes = self.row_costs.scoring(longest_row, max(len(t) for t in targets) + 1)
+
+        def score(size: int) -> list[torch.Tensor]:
+            result: list[torch.Tensor] = []
+            for start in range(0, len(contexts), size):
+                chunk = targets[start:start + size]
+                rows = [list(c) + list(t) for c, t in zip(contexts[start:start + size], chunk)]
+                result.extend(self._score_chunk(rows, chunk))
+            return result
+
+        return run_with_backoff(score, self.batch_size_for(batch_size, row_bytes),
+                                what="scoring")
+
+    def _score_chunk(self, rows: list[list[int]], targets) -> list[torch.Tensor]:
+        ids, mask = left_pad(rows, self.tokenizer.pad_token_id)
+        longest = max(len(t) for t in targets)
+        # Rows are left-padded, so every target sits in the last `longest` positions.
+        logits = self.forward(ids, mask=mask, positions=(mask.cumsum(-1) - 1).clamp(min=0),
+                              logits_to_keep=longest + 1).logits
+        logp = logits.float().log_softmax(-1)  # [B, longest + 1, V]
+        width = logp.shape[1]
+        out = []
+        for b, t in enumerate(targets):
+            idx = torch.arange(width - len(t) - 1, width - 1, device=logp.device)
+            gold = torch.tensor(list(t), dtype=torch.long, device=logp.device)
+            out.append(logp[b, idx].gather(-1, gold.unsqueeze(-1)).squeeze(-1).cpu())
+        return out
+
+    @torch.no_grad()
+    def next_token_logprobs(self, contexts: Sequence[Sequence[int]], *,
+                            batch_size: int = 16) -> torch.Tensor:
+        """``[B, V]`` log-probs of the token following each context (on the host)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        row_bytes = self.row_costs.scoring(max(len(c) for c in contexts), 1)
+
+        def score(size: int) -> torch.Tensor:
+            rows = []
+            for start in range(0, len(contexts), size):
+                ids, mask = left_pad(contexts[start:start + size], self.tokenizer.pad_token_id)
+                logits = self.forward(ids, mask=mask,
+                                      positions=(mask.cumsum(-1) - 1).clamp(min=0),
+                                      logits_to_keep=1).logits
+                rows.append(logits[:, -1, :].float().log_softmax(-1).cpu())
+            return torch.cat(rows)
+
+        return run_with_backoff(score, self.batch_size_for(batch_size, row_bytes),
+                                what="scoring")
+
     # ------------------------------------------------------------------- generation
     def generate(
         self,
@@ -182,7 +303,9 @@ class LM:
         Rows are returned in ``prefix``-major order: row ``p * len(suffixes) + s``. Longer
         prefixes are admitted first (batching is continuous, see
         :class:`~greater.lm.generation.Generator`); each prefix is prefilled once however many
-        suffixes follow it. ``progress`` names a progress bar.
+        suffixes follow it. ``progress`` names a progress bar. ``batch_size`` is an upper
+        bound: on a device with a memory budget it is lowered to what fits, and halved on
+        out-of-memory (:mod:`greater.lm.batching`).
         """
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -190,18 +313,28 @@ class LM:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         n_suf = len(suffixes) if suffixes is not None else 1
         order = sorted(range(len(prefixes)), key=lambda p: -len(prefixes[p]))
-        rng = None
-        if temperature > 0:
-            rng = torch.Generator().manual_seed(0 if seed is None else seed)
-        bar = tqdm(total=len(prefixes) * n_suf, desc=progress, disable=progress is None,
-                   leave=False)
-        try:
-            out = self.generator.run(
-                [prefixes[p] for p in order], suffixes, max_new_tokens=max_new_tokens,
-                batch_size=batch_size, continuation=continuation, temperature=temperature,
-                rng=rng, on_row_done=lambda _r: bar.update(1))
-        finally:
-            bar.close()
+        longest = max((len(p) for p in prefixes), default=0) + (
+            len(suffixes[0]) if suffixes else 0)
+        extra = 0 if continuation is None else (
+            len(continuation.force_ids) + continuation.max_new_tokens)
+        row_bytes = self.row_costs.generation(longest, max_new_tokens + extra)
+
+        def run(size: int) -> list[Generation]:
+            rng = None
+            if temperature > 0:
+                rng = torch.Generator().manual_seed(0 if seed is None else seed)
+            bar = tqdm(total=len(prefixes) * n_suf, desc=progress, disable=progress is None,
+                       leave=False)
+            try:
+                return self.generator.run(
+                    [prefixes[p] for p in order], suffixes, max_new_tokens=max_new_tokens,
+                    batch_size=size, continuation=continuation, temperature=temperature,
+                    rng=rng, on_row_done=lambda _r: bar.update(1))
+            finally:
+                bar.close()
+
+        out = run_with_backoff(run, self.batch_size_for(batch_size, row_bytes),
+                               what="generation")
         results: list[Generation | None] = [None] * len(out)
         for k, p in enumerate(order):
             for s in range(n_suf):

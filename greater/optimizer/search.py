@@ -30,12 +30,7 @@ from typing import Any
 import torch
 
 from greater.lm import LM
-from greater.lm.gradients import (
-    LossSequence,
-    next_token_logprobs,
-    onehot_gradients,
-    target_logprobs,
-)
+from greater.lm.gradients import LossSequence, onehot_gradients
 from greater.lm.model import MAX_PROMPT_TOKENS
 from greater.methods import register_method
 from greater.optimizer.candidates import allowed_token_mask, propose_candidates
@@ -100,7 +95,7 @@ def _prompt_nll(lm: LM, examples: list[Example], prompts: list[list[int]]) -> li
 
     All ``prompts x examples`` rows go through one batched call."""
     heads = [lm.head_ids(ex.input) for ex in examples]
-    logps = target_logprobs(lm, [h for _ in prompts for h in heads],
+    logps = lm.target_logprobs([h for _ in prompts for h in heads],
                             [p for p in prompts for _ in heads])
     n = len(examples)
     return [float(torch.stack([-lp.mean() for lp in logps[k * n:(k + 1) * n]]).mean())
@@ -163,7 +158,7 @@ class Greater(Method):
         allowed = allowed_mask(lm, cfg.token_filter)
         banned = banned_token(prompt, i)
         with lm.meter.phase("proposal"):
-            logprobs = next_token_logprobs(lm, [lm.head_ids(ex.input) + prompt[:i] for ex in train])
+            logprobs = lm.next_token_logprobs([lm.head_ids(ex.input) + prompt[:i] for ex in train])
             if i == len(prompt):  # grow: a placeholder, the most likely allowed token on average
                 mean = logprobs.mean(0).masked_fill(~allowed.to(logprobs.device), float("-inf"))
                 if banned is not None:
