@@ -14,7 +14,10 @@ WIDTH = int(os.environ.get("BENCH_GCG_WIDTH", "128"))
 
 
 def test_gcg_step(benchmark, lm_bf16, bool_task):
-    from baselines.gcg import GCGConfig, optimize
+    from baselines.gcg import GCGConfig
+    from greater.methods import get_method
+
+    optimize = get_method("gcg").optimize
 
     cfg = GCGConfig(steps=1, n_train=8, search_width=WIDTH, n_dev=1, n_test=0,
                     n_contenders=1, seed=0)

@@ -22,13 +22,13 @@ def test_greater_step(benchmark, lm_bf16, bool_task, monkeypatch, n_rescore):
     lm = lm_bf16
     steps: list[tuple[float, float]] = []
     phases: list[tuple[str, float, float]] = []
-    original_step = search._step
+    original_step = search.Greater.step
     original_phase = lm.meter.phase
 
-    def timed_step(*args, **kwargs):
+    def timed_step(self, *args, **kwargs):
         t0 = time.perf_counter()
         try:
-            return original_step(*args, **kwargs)
+            return original_step(self, *args, **kwargs)
         finally:
             steps.append((t0, time.perf_counter()))
 
@@ -41,7 +41,7 @@ def test_greater_step(benchmark, lm_bf16, bool_task, monkeypatch, n_rescore):
             yield
         phases.append((name, t0, time.perf_counter()))
 
-    monkeypatch.setattr(search, "_step", timed_step)
+    monkeypatch.setattr(search.Greater, "step", timed_step)
     monkeypatch.setattr(lm.meter, "phase", timed_phase)
     cfg = GreaterConfig(steps=2, n_train=8, max_new_tokens=512, n_rescore=n_rescore, n_dev=2,
                         n_test=0, n_contenders=1, seed=0)
