@@ -149,8 +149,6 @@ def bench_methods(lm, task) -> dict:
         spec = get_method(name)
         fields = {k: v for k, v in {**tiny, **per_method.get(name, {})}.items()
                   if k in spec.config_cls.__dataclass_fields__}
-        if name == "zscot":
-            fields["n_contenders"] = 1
         t0 = time.perf_counter()
         try:
             spec.optimize(lm, task, spec.config_cls(**fields), progress=False)

@@ -97,6 +97,11 @@ def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
     return ids, mask
 
 
+def mask_positions(mask: torch.Tensor) -> torch.Tensor:
+    """``[B, T]`` position ids of left-padded rows from their ``[B, T]`` mask (pads get 0)."""
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
 @dataclass
 class _Prefill:
     """Prefilled rows waiting for their slots: a growing cache, mask ``[b, L]``, last positions
@@ -124,7 +129,7 @@ class Generator:
         n_suf = len(suffix_list)
         ids, mask = left_pad(prefixes, self.pad_id)
         ids, mask = ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        positions = mask_positions(mask)
         cache = new_prefill_cache()
         logits = self.lm.forward(ids, mask=mask, positions=positions, cache=cache,
                                  logits_to_keep=1).logits[:, -1, :].float()

@@ -27,7 +27,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from greater.lm.generation import left_pad
+from greater.lm.generation import left_pad, mask_positions
 from greater.lm.batching import run_with_backoff
 from greater.lm.kv_cache import new_prefill_cache, prefix_states, repeat_prefix_cache
 from greater.lm.model import LM
@@ -91,7 +91,7 @@ def _rest_layout(seqs: Sequence[LossSequence], first: int):
 def _prefix_pass(lm: LM, prefixes: list[list[int]]) -> _Prefix:
     """Run left-padded ``prefixes`` without gradients into a KV cache."""
     pre_ids, pre_mask = left_pad(prefixes, lm.tokenizer.pad_token_id)
-    pre_pos = (pre_mask.cumsum(-1) - 1).clamp(min=0)
+    pre_pos = mask_positions(pre_mask)
     cache = new_prefill_cache()
     with torch.no_grad():
         out = lm.forward(pre_ids, mask=pre_mask, positions=pre_pos, cache=cache,

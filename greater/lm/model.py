@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 from greater.cost import CostMeter
 from greater.devices import free_memory_bytes
 from greater.lm.batching import ModelShape, RowCosts, fit_batch_size, run_with_backoff
-from greater.lm.generation import Continuation, Generation, Generator, left_pad
+from greater.lm.generation import Continuation, Generation, Generator, left_pad, \
+    mask_positions
 from greater.lm.kv_cache import cache_keyword
 
 logger = logging.getLogger(__name__)
@@ -253,7 +254,7 @@ class LM:
         ids, mask = left_pad(rows, self.tokenizer.pad_token_id)
         longest = max(len(t) for t in targets)
         # Rows are left-padded, so every target sits in the last `longest` positions.
-        logits = self.forward(ids, mask=mask, positions=(mask.cumsum(-1) - 1).clamp(min=0),
+        logits = self.forward(ids, mask=mask, positions=mask_positions(mask),
                               logits_to_keep=longest + 1).logits
         logp = logits.float().log_softmax(-1)  # [B, longest + 1, V]
         width = logp.shape[1]
@@ -277,7 +278,7 @@ class LM:
             for start in range(0, len(contexts), size):
                 ids, mask = left_pad(contexts[start:start + size], self.tokenizer.pad_token_id)
                 logits = self.forward(ids, mask=mask,
-                                      positions=(mask.cumsum(-1) - 1).clamp(min=0),
+                                      positions=mask_positions(mask),
                                       logits_to_keep=1).logits
                 rows.append(logits[:, -1, :].float().log_softmax(-1).cpu())
             return torch.cat(rows)
