@@ -1,5 +1,8 @@
 """The baseline every throughput benchmark compares with: transformers' batched greedy
-``model.generate`` on left-padded rows."""
+``model.generate`` on left-padded rows, on the model as transformers ships it (plain
+``nn.Linear`` layers: the LM's prepacked CPU weights, :mod:`greater.lm.cpu_kernels`, are part of
+our engine and are switched off for the baseline; pass ``packed=True`` to time ``generate``
+with them too)."""
 
 from __future__ import annotations
 
@@ -7,10 +10,16 @@ from typing import Sequence
 
 import torch
 
+from greater.lm.cpu_kernels import plain_linears
 
-def generate_batched(lm, rows: Sequence[Sequence[int]], batch: int, max_new_tokens: int) -> int:
+
+def generate_batched(lm, rows: Sequence[Sequence[int]], batch: int, max_new_tokens: int, *,
+                     packed: bool = False) -> int:
     """Greedy ``model.generate`` over ``rows``, ``batch`` at a time; returns the tokens generated
     before each row's first stop token (what a reply holds)."""
+    if not packed:
+        with plain_linears(lm.model):
+            return generate_batched(lm, rows, batch, max_new_tokens, packed=True)
     pad, stop = lm.tokenizer.pad_token_id, sorted(lm.stop_ids)
     tokens = 0
     for start in range(0, len(rows), batch):

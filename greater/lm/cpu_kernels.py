@@ -1,0 +1,113 @@
+"""Prepacked oneDNN weights for the linear layers of a bf16 model on the CPU.
+
+``torch.nn.functional.linear`` in bf16 on the CPU calls oneDNN, which reorders the weight into
+its blocked layout on *every* call; for the small batches of a decode step that reorder costs
+more than the product itself. Packing each weight once (``torch.ops.mkldnn._reorder_linear_weight``,
+the op torch's own compiler uses when it freezes a CPU graph) and calling the packed kernel
+(``torch.ops.mkldnn._linear_pointwise``) gives the same numbers bit for bit, 2-2.6x faster per
+layer on an AMX CPU (measured: a 16 x 576 x 1536 layer 169 -> 85 us, SmolLM2's 49k-row output
+layer 13.2 -> 5.0 ms, one thread).
+
+The packed kernel has no backward, so a layer uses it only where no gradient is wanted (under
+``torch.no_grad``/``inference_mode``, or when neither its input nor its weight requires one);
+a gradient pass runs the plain ``linear`` on the original weight, which is kept. The packed
+copy is a snapshot: weights changed after packing are not seen (call :func:`unpack_linears`
+first). It costs one extra copy of the linear weights in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import types
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+
+logger = logging.getLogger(__name__)
+
+#: Attribute under which a packed layer keeps its packed weight.
+PACKED_ATTRIBUTE = "greater_packed_weight"
+
+
+def can_pack(model: torch.nn.Module) -> bool:
+    """True where packing applies: a bf16 model on the CPU with oneDNN's bf16 kernels."""
+    try:
+        first = next(model.parameters())
+    except StopIteration:
+        return False
+    return (first.device.type == "cpu" and first.dtype == torch.bfloat16
+            and torch.backends.mkldnn.is_available()
+            and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()))
+
+
+def packed_linear_forward(layer: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)`` for ``x`` ``[..., in]``: the packed kernel where no gradient is needed."""
+    packed = getattr(layer, PACKED_ATTRIBUTE)
+    wants_grad = torch.is_grad_enabled() and (x.requires_grad or layer.weight.requires_grad)
+    if wants_grad or x.dtype != torch.bfloat16 or x.device.type != "cpu":
+        return F.linear(x, layer.weight, layer.bias)
+    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), packed, layer.bias, "none", [], "")
+
+
+@dataclass(frozen=True)
+class PackReport:
+    """What :func:`pack_linears` did: layers packed and the bytes their packed copies take."""
+
+    layers: int
+    bytes: int
+
+
+def pack_linears(model: torch.nn.Module, *, batch_hint: int = 16) -> PackReport:
+    """Pack every ``nn.Linear`` of ``model`` for oneDNN (see module docstring); idempotent.
+
+    ``batch_hint`` is the number of rows oneDNN tunes the layout for; any number of rows runs.
+    Raises ValueError where :func:`can_pack` is False.
+    """
+    if not can_pack(model):
+        raise ValueError("weight packing needs a bf16 model on a CPU with oneDNN bf16 support")
+    layers = size = 0
+    with torch.no_grad():
+        for module in model.modules():
+            if not isinstance(module, torch.nn.Linear) or hasattr(module, PACKED_ATTRIBUTE):
+                continue
+            packed = torch.ops.mkldnn._reorder_linear_weight(module.weight.detach(), batch_hint)
+            setattr(module, PACKED_ATTRIBUTE, packed)
+            module.forward = types.MethodType(packed_linear_forward, module)
+            layers += 1
+            size += module.weight.numel() * module.weight.element_size()
+    logger.info("packed %d linear layers for oneDNN (%.0f MiB extra)", layers, size / 2**20)
+    return PackReport(layers=layers, bytes=size)
+
+
+def unpack_linears(model: torch.nn.Module) -> int:
+    """Undo :func:`pack_linears`: plain ``nn.Linear`` forwards again. Returns layers undone."""
+    undone = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and hasattr(module, PACKED_ATTRIBUTE):
+            delattr(module, PACKED_ATTRIBUTE)
+            del module.forward  # the instance attribute; the class's forward shows again
+            undone += 1
+    return undone
+
+
+def is_packed(model: torch.nn.Module) -> bool:
+    """True when some linear layer of ``model`` runs packed."""
+    return any(hasattr(m, PACKED_ATTRIBUTE) for m in model.modules()
+               if isinstance(m, torch.nn.Linear))
+
+
+@contextmanager
+def plain_linears(model: torch.nn.Module) -> Iterator[None]:
+    """Run ``model`` with plain ``nn.Linear`` forwards inside the block (as transformers ships
+    it, e.g. to time transformers' own ``generate`` against it), packed again after."""
+    was_packed = is_packed(model)
+    if was_packed:
+        unpack_linears(model)
+    try:
+        yield
+    finally:
+        if was_packed:
+            pack_linears(model)
