@@ -106,11 +106,12 @@ def top_k_token_ids(grad: torch.Tensor, candidates: torch.Tensor, allowed: torch
 
 
 def _mean_losses(lm: LM, task: Task, train: list[Example], prompts: list[list[int]],
-                 cfg: GCGConfig) -> list[float]:
-    """Mean per-example loss of each prompt (forward only)."""
+                 cfg: GCGConfig, progress: str | None = None) -> list[float]:
+    """Mean per-example loss of each prompt (forward only); ``progress`` names a bar."""
     seqs = [s for p in prompts for s in loss_sequences(lm, task, train, p, None)]
     total = sequence_losses(lm, seqs, temperature=cfg.ce_temperature,
-                            weight=cfg.perplexity_weight, batch_size=cfg.eval_batch_size).total
+                            weight=cfg.perplexity_weight, batch_size=cfg.eval_batch_size,
+                            progress=progress).total
     return total.view(len(prompts), len(train)).mean(1).tolist()
 
 
@@ -159,7 +160,9 @@ class GCG(Method):
         if swaps:
             keys = list(swaps)
             with lm.meter.phase("evaluate"):
-                losses = _mean_losses(lm, task, run.train, [list(k) for k in keys], cfg)
+                bar = f"gcg step {step}: {len(keys)} swaps x {len(run.train)} examples"
+                losses = _mean_losses(lm, task, run.train, [list(k) for k in keys], cfg,
+                                      progress=bar if run.progress else None)
             best = min(range(len(keys)), key=lambda i: (losses[i], i))
             pos, tok = swaps[keys[best]]
             details.update(position=pos, replaced=lm.decode([prompt[pos]]),

@@ -208,11 +208,14 @@ def test_onehot_gradient_equals_embedding_gradient_gemma(gemma32, task):
         assert got.loss == pytest.approx(ref[0], rel=1e-4)
 
 
-def test_sequence_losses_equal_onehot_loss(lm32, smol_seqs):
+def test_sequence_losses_equal_onehot_loss(lm32, smol_seqs, capsys):
     cand = top_allowed_candidates(lm32, smol_seqs, 3, n=8)
     got = onehot_gradients(lm32, smol_seqs, [3], cand, temperature=TEMPERATURE, weight=0.2,
                            batch_size=3)  # two chunks: gradients and terms are accumulated
-    terms = sequence_losses(lm32, smol_seqs, temperature=TEMPERATURE, weight=0.2)
+    terms = sequence_losses(lm32, smol_seqs, temperature=TEMPERATURE, weight=0.2,
+                            progress="scoring rows")
+    bar = capsys.readouterr().err
+    assert "scoring rows" in bar and f"{len(smol_seqs)}/{len(smol_seqs)}" in bar
     torch.testing.assert_close(terms.total, got.terms.total, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(terms.answer_ce, got.terms.answer_ce, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(terms.prompt_nll, got.terms.prompt_nll, rtol=1e-4, atol=1e-5)

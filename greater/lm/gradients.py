@@ -26,6 +26,7 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from greater.lm.generation import left_pad, mask_positions
 from greater.lm.batching import run_with_backoff
@@ -283,14 +284,15 @@ def _mix_onehot_nll(prompt_logp, positions, first, cand, onehot, rest_ids):
 
 @torch.no_grad()
 def sequence_losses(lm: LM, seqs: Sequence[LossSequence], *, temperature: float = 0.2,
-                    weight: float = 0.2, batch_size: int = 8) -> LossTerms:
+                    weight: float = 0.2, batch_size: int = 8,
+                    progress: str | None = None) -> LossTerms:
     """Per-example loss terms of fixed token rows (forward only), ``[B]`` each.
 
     Rows that share their context before the prompt (``ids[:prompt_start]``: the same question
     under different prompts, as in GCG's candidate evaluation) share one prefix pass: its KV
     cache is computed once and repeated across their rows, so each row costs only its prompt,
     reasoning and answer. ``batch_size`` (rows per pass) is an upper bound, lowered to fit the
-    memory budget and halved on out-of-memory.
+    memory budget and halved on out-of-memory. ``progress`` names a progress bar over the rows.
     """
     if not seqs:
         raise ValueError("no sequences given")
@@ -301,11 +303,18 @@ def sequence_losses(lm: LM, seqs: Sequence[LossSequence], *, temperature: float 
     row_bytes = lm.row_costs.scoring(max(len(s.ids) for s in seqs), longest)
 
     def score(size: int) -> LossTerms:
+        with tqdm(total=len(seqs), desc=progress, disable=progress is None, leave=False) as bar:
+            return score_rows(size, bar)
+
+    def score_rows(size: int, bar: tqdm) -> LossTerms:
         if len(groups) == len(seqs):  # nothing shared: batch the prefix passes instead
-            return _concat_terms([
-                _fixed_row_terms(lm, list(seqs[start:start + size]), None,
-                                 temperature=temperature, weight=weight)
-                for start in range(0, len(seqs), size)])
+            parts = []
+            for start in range(0, len(seqs), size):
+                chunk = list(seqs[start:start + size])
+                parts.append(_fixed_row_terms(lm, chunk, None, temperature=temperature,
+                                              weight=weight))
+                bar.update(len(chunk))
+            return _concat_terms(parts)
         parts: list[LossTerms] = []
         order: list[int] = []
         for prefix_ids, members in groups.items():
@@ -320,6 +329,7 @@ def sequence_losses(lm: LM, seqs: Sequence[LossSequence], *, temperature: float 
                 parts.append(_fixed_row_terms(lm, [seqs[k] for k in rows], prefix,
                                               temperature=temperature, weight=weight))
                 order.extend(rows)
+                bar.update(len(rows))
         merged = _concat_terms(parts)
         back = torch.empty(len(order), dtype=torch.long)
         back[torch.tensor(order)] = torch.arange(len(order))
