@@ -1,4 +1,4 @@
-"""``greater grid run|status`` and ``greater results export``: the harness from the command line.
+"""``greater grid run|status|prune`` and ``greater results export``: the harness from the command line.
 
 The grid specs and the harness live in the repository's ``benchmarks/`` folder; these commands
 run from a source checkout (``pip install -e .`` installs ``benchmarks.harness`` with it).
@@ -39,6 +39,13 @@ def add_grid_commands(sub: argparse._SubParsersAction) -> None:
     status = gsub.add_parser("status", help="cells of a grid by status")
     status.add_argument("spec", help="grid name or .toml path")
     status.add_argument("--store", type=Path, default=None, help="results store")
+    prune = gsub.add_parser("prune", help="drop the cells an earlier version of the spec made "
+                            "(after its budgets changed), so reports show only current cells")
+    prune.add_argument("spec", help="grid name or .toml path")
+    prune.add_argument("--store", type=Path, default=None, help="results store")
+    prune.add_argument("--data-dir", default=os.environ.get("GREATER_DATA_DIR"),
+                       help="benchmark data folder (default: $GREATER_DATA_DIR)")
+    prune.add_argument("--dry-run", action="store_true", help="list the cells, drop nothing")
 
     results = sub.add_parser("results", help="read a results store")
     rsub = results.add_subparsers(dest="results_command", required=True)
@@ -65,6 +72,8 @@ def _cmd_grid(args) -> int:
         spec = load_spec(args.spec)
         if args.grid_command == "status":
             return _status(spec, args)
+        if args.grid_command == "prune":
+            return _prune(spec, args)
         if args.dry_run:
             return _dry_run(spec, args)
         return _run(spec, args)
@@ -129,6 +138,28 @@ def _status(spec, args) -> int:
         print(line + (f"  error: {r['error']}" if r["error"] else ""))
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no cells yet"
     print(f"grid {spec.name} in {store}: {summary}")
+    return 0
+
+
+def _prune(spec, args) -> int:
+    from greater.store import Store, exclusive_writer
+
+    from benchmarks.harness.runner import load_grid
+
+    store = _store_path(spec, args)
+    if not store.exists():
+        print(f"greater: error: no store at {store}", file=sys.stderr)
+        return 2
+    cells, _ = load_grid(spec, data_dir=args.data_dir, only=None)
+    with exclusive_writer(store), Store(store) as db:
+        stale = {r["key"]: r for r in db.query("SELECT key, method, task, status FROM cells")}
+        dropped = db.prune(spec.name, (c.key for c in cells), dry_run=args.dry_run)
+    verb = "would drop" if args.dry_run else "dropped"
+    for key in dropped:
+        r = stale[key]
+        print(f"{verb} {key[:12]} {r['method']} {r['task']} ({r['status']})")
+    print(f"grid {spec.name}: {verb} {len(dropped)} of its cells no longer in the spec; "
+          f"store {store}")
     return 0
 
 

@@ -273,6 +273,28 @@ class Store:
                 db.execute("INSERT OR IGNORE INTO grid_cells VALUES (?,?,?)",
                            (grid, cell.key, _dumps(dict(label))))
 
+    def prune(self, grid: str, keep: Iterable[str], *, dry_run: bool = False) -> list[str]:
+        """Drop from ``grid`` every cell whose key is not in ``keep`` (cells an earlier version
+        of its spec made), and delete those no grid holds any more with their steps, records,
+        cost and provenance. Cached replies stay (they are keyed by prompt, not by cell).
+        Returns the keys dropped from the grid, sorted; ``dry_run`` changes nothing."""
+        wanted = set(keep)
+        members = {r["cell_key"] for r in self.query(
+            "SELECT DISTINCT cell_key FROM grid_cells WHERE grid=?", (grid,))}
+        dropped = sorted(members - wanted)
+        if dry_run or not dropped:
+            return dropped
+        with self.transaction() as db:
+            db.executemany("DELETE FROM grid_cells WHERE grid=? AND cell_key=?",
+                           [(grid, k) for k in dropped])
+            orphans = [k for k in dropped if db.execute(
+                "SELECT 1 FROM grid_cells WHERE cell_key=? LIMIT 1", (k,)).fetchone() is None]
+            for table, column in (("steps", "cell_key"), ("records", "cell_key"),
+                                  ("cost", "cell_key"), ("provenance", "cell_key"),
+                                  ("cells", "key")):
+                db.executemany(f"DELETE FROM {table} WHERE {column}=?", [(k,) for k in orphans])
+        return dropped
+
     def statuses(self, keys: Iterable[str] | None = None) -> dict[str, str]:
         """``{cell key: status}`` for ``keys`` (all cells when None; unknown keys left out)."""
         rows = self.query("SELECT key, status FROM cells")

@@ -187,3 +187,42 @@ def test_export_and_status_commands(tmp_path, capsys):
     (tmp_path / "junk.sqlite").write_bytes(b"junk" * 500)
     assert main(["results", "export", "--store", str(tmp_path / "junk.sqlite")]) == 2
     assert "not a readable results store" in capsys.readouterr().err
+
+
+def test_prune_drops_only_cells_the_spec_no_longer_makes(tmp_path):
+    with Store(tmp_path / "s.sqlite") as st:
+        st.register("g", [(_cell("old"), {}), (_cell("new"), {}), (_cell("shared"), {})])
+        st.register("other", [(_cell("shared"), {})])
+        for key in ("old", "new", "shared"):
+            st.finish(key, _result())
+        st.put_replies(records=[_record("q1", True)], model="m", dtype="bf16", prompt="p",
+                       task="t", split="test", max_new_tokens=8)
+        assert st.prune("g", ["new"], dry_run=True) == ["old", "shared"]
+        assert set(st.statuses()) == {"old", "new", "shared"}  # a dry run changes nothing
+        assert st.prune("g", ["new"]) == ["old", "shared"]
+        # "old" is gone with its rows; "shared" stays, held by the other grid
+        assert set(st.statuses()) == {"new", "shared"}
+        for table in ("steps", "records", "cost", "provenance"):
+            keys = {r[0] for r in st.query(f"SELECT DISTINCT cell_key FROM {table}")}
+            assert keys == {"new", "shared"}, table
+        assert {tuple(r) for r in st.query("SELECT grid, cell_key FROM grid_cells")} == \
+            {("g", "new"), ("other", "shared")}
+        assert st.query("SELECT count(*) FROM replies")[0][0] == 1
+        assert st.prune("g", ["new"]) == []
+
+
+def test_prune_command_names_the_dropped_cells(tmp_path, capsys, data_dir):
+    from greater.cli import main
+
+    path = tmp_path / "s.sqlite"
+    with Store(path) as st:
+        st.register("cpu-smoke", [(_cell("stale0123456789"), {})])
+    args = ["grid", "prune", "cpu-smoke", "--store", str(path), "--data-dir", str(data_dir)]
+    assert main(args + ["--dry-run"]) == 0
+    assert "would drop stale0123456 greater bbh/navigate (pending)" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "dropped 1 of its cells" in capsys.readouterr().out
+    with Store(path, readonly=True) as st:
+        assert st.statuses() == {}
+    assert main(["grid", "prune", "cpu-smoke", "--store", str(tmp_path / "none.sqlite"),
+                 "--data-dir", str(data_dir)]) == 2
