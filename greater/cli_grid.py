@@ -1,4 +1,5 @@
-"""``greater grid run|status|prune`` and ``greater results export``: the harness from the command line.
+"""``greater grid run|status|prune`` and ``greater results export|snapshot``: the harness from
+the command line.
 
 The grid specs and the harness live in the repository's ``benchmarks/`` folder; these commands
 run from a source checkout (``pip install -e .`` installs ``benchmarks.harness`` with it).
@@ -56,6 +57,10 @@ def add_grid_commands(sub: argparse._SubParsersAction) -> None:
                      help="cells (one row per cell), steps, records, grid_cells or provenance")
     exp.add_argument("--out", type=Path, default=None,
                      help="output file (default: the store's path with the table and format)")
+    snap = rsub.add_parser("snapshot", help="a consistent one-file copy of a store, safe while a "
+                           "grid writes it (to commit or send a run in progress)")
+    snap.add_argument("--store", type=Path, required=True, help="results store")
+    snap.add_argument("--out", type=Path, required=True, help="the copy (replaced if there)")
 
 
 def grid_command_handler(command: str):
@@ -165,11 +170,16 @@ def _prune(spec, args) -> int:
 
 def _cmd_results(args) -> int:
     from greater.results import export
-    from greater.store import StoreError
+    from greater.store import Store, StoreError
 
-    out = args.out or args.store.with_name(f"{args.store.stem}.{args.table}.{args.format}")
     try:
-        export(args.store, out, args.format, table=args.table)
+        if args.results_command == "snapshot":
+            with Store(args.store, readonly=True) as db:
+                out = db.snapshot(args.out)
+        else:
+            out = args.out or args.store.with_name(
+                f"{args.store.stem}.{args.table}.{args.format}")
+            export(args.store, out, args.format, table=args.table)
     except StoreError as exc:
         print(f"greater: error: {exc}", file=sys.stderr)
         return 2

@@ -295,6 +295,28 @@ class Store:
                 db.executemany(f"DELETE FROM {table} WHERE {column}=?", [(k,) for k in orphans])
         return dropped
 
+    def snapshot(self, dest: str | os.PathLike) -> Path:
+        """Write a consistent one-file copy of the store to ``dest`` (replaced if there) and
+        return its path. Safe while a grid writes the store: SQLite's online backup copies one
+        committed state; the copy is in rollback-journal mode and vacuumed, so it is a single
+        file to commit or send, and it opens as a store like any other."""
+        dest = Path(dest)
+        if dest.resolve() == self.path.resolve():
+            raise StoreError(f"the snapshot of {self.path} cannot replace the store itself")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".partial")
+        tmp.unlink(missing_ok=True)
+        with self._translate_errors():
+            target = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                self.conn.backup(target)
+                target.execute("PRAGMA journal_mode = DELETE")
+                target.execute("VACUUM")
+            finally:
+                target.close()
+        os.replace(tmp, dest)
+        return dest
+
     def statuses(self, keys: Iterable[str] | None = None) -> dict[str, str]:
         """``{cell key: status}`` for ``keys`` (all cells when None; unknown keys left out)."""
         rows = self.query("SELECT key, status FROM cells")

@@ -180,3 +180,18 @@ def test_sigkill_mid_grid_then_rerun_resumes(tmp_path, data_dir):
     assert after[: len(kept)] == kept
     assert attempts[0] == 2
     assert not checkpoint_path(store, killed_key).exists()
+
+
+def test_only_runs_a_part_but_registers_the_whole_grid(tmp_path, data_dir):
+    spec = load_spec(tiny_spec(tmp_path, """
+        kind = "comparison"
+        methods = ["zscot"]
+        tasks = ["bbh/navigate", "bbh/boolean_expressions"]
+        models = ["smollm2-135m"]
+    """))
+    store = tmp_path / "s.sqlite"
+    report = run_grid(spec, store, data_dir=data_dir, progress=False, only="task=bbh/navigate")
+    assert len(report.done) == 1 and not report.failed
+    frame = results.load(store).set_index("task")
+    assert frame.loc["bbh/navigate", "status"] == "done"
+    assert frame.loc["bbh/boolean_expressions", "status"] == "pending"  # known, not run

@@ -226,3 +226,27 @@ def test_prune_command_names_the_dropped_cells(tmp_path, capsys, data_dir):
         assert st.statuses() == {}
     assert main(["grid", "prune", "cpu-smoke", "--store", str(tmp_path / "none.sqlite"),
                  "--data-dir", str(data_dir)]) == 2
+
+
+def test_snapshot_is_one_consistent_file_while_a_writer_holds_the_store(tmp_path):
+    from greater.cli import main
+
+    live = tmp_path / "live.sqlite"
+    with Store(live) as writer:  # stays open with uncheckpointed WAL pages, as in a grid run
+        writer.register("g", [(_cell("k1"), {}), (_cell("k2"), {})])
+        writer.finish("k1", _result())
+        assert (tmp_path / "live.sqlite-wal").stat().st_size > 0
+        out = tmp_path / "snap" / "copy.sqlite"
+        assert main(["results", "snapshot", "--store", str(live), "--out", str(out)]) == 0
+        assert sorted(p.name for p in out.parent.iterdir()) == ["copy.sqlite"]
+        with Store(out, readonly=True) as copy:
+            assert copy.statuses() == {"k1": "done", "k2": "pending"}
+            assert copy.query("PRAGMA journal_mode")[0][0] == "delete"
+            assert copy.query("SELECT count(*) FROM records")[0][0] == 2
+        writer.finish("k2", _result())
+        with Store(live, readonly=True) as db:
+            db.snapshot(out)  # replaces the earlier copy
+            with pytest.raises(store_module.StoreError, match="cannot replace the store"):
+                db.snapshot(live)
+    with Store(out, readonly=True) as copy:
+        assert copy.statuses() == {"k1": "done", "k2": "done"}

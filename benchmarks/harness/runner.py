@@ -151,12 +151,15 @@ def run_grid(spec: GridSpec, store_path: str | os.PathLike, *, executor: str = "
         raise ValueError("--address is for --executor ray")
     t0 = time.perf_counter()
     store_path = Path(store_path)
-    cells, tasks = load_grid(spec, data_dir=data_dir, only=only)
+    every_cell, tasks = load_grid(spec, data_dir=data_dir)
+    cells = filter_cells(every_cell, only)
     data = None if data_dir is None else os.fspath(Path(data_dir).resolve())
     threads = max(1, (os.cpu_count() or 1) // workers)
     report = GridReport()
     with exclusive_writer(store_path), Store(store_path) as store:
-        store.register(spec.name, ((c, lab) for c in cells for lab in c.labels))
+        # The whole grid is registered (``only`` limits what runs now), so the store, its
+        # status and its reports know how much of the grid is done.
+        store.register(spec.name, ((c, lab) for c in every_cell for lab in c.labels))
         status = store.statuses(c.key for c in cells)
         report.skipped = [c.key for c in cells if status.get(c.key) == "done"]
         todo = [c for c in cells if status.get(c.key) != "done"]
