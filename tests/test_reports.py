@@ -258,17 +258,24 @@ def test_statistics_on_known_cases():
     assert stats.stable_seed("g", "m") == stats.stable_seed("g", "m") != stats.stable_seed("m")
 
 
-def test_committed_cpu_smoke_report_regenerates(tmp_path):
-    """``greater report`` on the committed cpu-smoke store gives the committed report."""
-    store = COMMITTED / "cpu-smoke.sqlite"
-    assert store.is_file(), "reports/cpu-smoke/cpu-smoke.sqlite is missing"
-    copy = tmp_path / "cpu-smoke.sqlite"  # the store is read-only here; keep the checkout clean
+#: Committed reports and their stores: ``greater report`` on the store gives the report.
+COMMITTED_REPORTS = [(COMMITTED, "cpu-smoke.sqlite"),
+                     (REPO / "reports" / "cpu-reproduction", "cpu-reproduction.sqlite")]
+
+
+@pytest.mark.parametrize("folder, store_name", COMMITTED_REPORTS,
+                         ids=[f.name for f, _ in COMMITTED_REPORTS])
+def test_committed_report_regenerates(tmp_path, folder, store_name):
+    """``greater report`` on a committed store gives the committed report, file for file."""
+    store = folder / store_name
+    assert store.is_file(), f"{store} is missing"
+    copy = tmp_path / store_name  # the store is read-only here; keep the checkout clean
     copy.write_bytes(store.read_bytes())
     out = write_report(copy, tmp_path / "out").parent
-    committed = {k: v for k, v in _snapshot(COMMITTED).items() if not k.endswith(".sqlite")}
+    committed = {k: v for k, v in _snapshot(folder).items() if ".sqlite" not in k}
     fresh = _snapshot(out)
     assert fresh.keys() == committed.keys()
-    page = (COMMITTED / "index.html").read_text(encoding="utf-8")
+    page = (folder / "index.html").read_text(encoding="utf-8")
     same_matplotlib = f"matplotlib {matplotlib.__version__}" in page
     for name in committed:
         if name.startswith("figures/") and not same_matplotlib:
