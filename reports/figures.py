@@ -160,6 +160,14 @@ def curves_figure(data: ReportData, grid: str, model: str, out: Path,
                   f"cumulative wall seconds, up to step {int(mean['step'].max())}.", png, svg)
 
 
+def short_number(value: float) -> str:
+    """A tick label short enough not to run into its neighbours: 950, 12.5k, 3M."""
+    for size, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{value / size:.3g}{suffix}"
+    return f"{value:g}"
+
+
 def compute_figure(section: ComputeSection, out: Path, colours: dict) -> Figure:
     """Accuracy against each cost measure, one point per method, the Pareto front drawn."""
     frame = section.points
@@ -176,12 +184,16 @@ def compute_figure(section: ComputeSection, out: Path, colours: dict) -> Figure:
             ax.step(front[measure], 100 * front["accuracy"], where="post", color="black",
                     lw=0.8, ls="--")
             if (frame[measure] > 0).all():
-                ax.set_xscale("log")  # ticks at 1, 2, 5 x 10^k, written out plainly
-                ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                ax.set_xscale("log")
+                if frame[measure].max() < 10 * frame[measure].min():
+                    # within a decade the 1-2-5 ticks would leave at most one: three plain ones
+                    ax.xaxis.set_major_locator(MaxNLocator(nbins=3))
+                else:  # ticks at 1, 2, 5 x 10^k
+                    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
                 ax.xaxis.set_minor_formatter(NullFormatter())
             else:  # a method with none of this cost (no LLM calls) sits at zero
                 ax.set_xscale("symlog", linthresh=1.0)
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: short_number(v)))
             ax.set_xlabel(f"{COST_LABELS[measure]} per cell")
         axes[0].set_ylabel("test accuracy, flexible (%)")
         _legend_right(axes)
