@@ -20,7 +20,8 @@ cache serves a repeat (GEPA counts rollouts the same way). Iterations run while 
 the last one may overshoot by at most one iteration's calls. The budget is spread evenly over
 ``steps`` history steps (the checkpoint granularity): step ``k`` iterates until
 ``ceil(k / steps * max_metric_calls)`` calls are spent. GEPA's optional merge of two lineages
-is not implemented.
+is not implemented: it recombines the modules of two candidates of a compound system, and a
+candidate here is one instruction (one module), so a merge could only return one of its parents.
 """
 
 from __future__ import annotations
