@@ -61,6 +61,8 @@ def add_grid_commands(sub: argparse._SubParsersAction) -> None:
                            "grid writes it (to commit or send a run in progress)")
     snap.add_argument("--store", type=Path, required=True, help="results store")
     snap.add_argument("--out", type=Path, required=True, help="the copy (replaced if there)")
+    snap.add_argument("--slim", action="store_true", help="leave out what no report reads: the "
+                      "reply cache and the per-example reasoning and response texts")
 
 
 def grid_command_handler(command: str):
@@ -175,7 +177,7 @@ def _cmd_results(args) -> int:
     try:
         if args.results_command == "snapshot":
             with Store(args.store, readonly=True) as db:
-                out = db.snapshot(args.out)
+                out = db.snapshot(args.out, slim=args.slim)
         else:
             out = args.out or args.store.with_name(
                 f"{args.store.stem}.{args.table}.{args.format}")

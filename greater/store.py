@@ -295,11 +295,15 @@ class Store:
                 db.executemany(f"DELETE FROM {table} WHERE {column}=?", [(k,) for k in orphans])
         return dropped
 
-    def snapshot(self, dest: str | os.PathLike) -> Path:
+    def snapshot(self, dest: str | os.PathLike, *, slim: bool = False) -> Path:
         """Write a consistent one-file copy of the store to ``dest`` (replaced if there) and
         return its path. Safe while a grid writes the store: SQLite's online backup copies one
         committed state; the copy is in rollback-journal mode and vacuumed, so it is a single
-        file to commit or send, and it opens as a store like any other."""
+        file to commit or send, and it opens as a store like any other.
+
+        ``slim`` leaves out what no report reads, to keep a committed copy small: the reply
+        cache (recomputed on demand) and the per-example reasoning and response texts (answers,
+        gold answers and verdicts stay)."""
         dest = Path(dest)
         if dest.resolve() == self.path.resolve():
             raise StoreError(f"the snapshot of {self.path} cannot replace the store itself")
@@ -310,6 +314,9 @@ class Store:
             target = sqlite3.connect(tmp, isolation_level=None)
             try:
                 self.conn.backup(target)
+                if slim:
+                    target.execute("DELETE FROM replies")
+                    target.execute("UPDATE records SET reasoning = NULL, response = NULL")
                 target.execute("PRAGMA journal_mode = DELETE")
                 target.execute("VACUUM")
             finally:

@@ -17,5 +17,5 @@ $G results snapshot --store "$LIVE" --out "$tmp/copy.sqlite"
 for grid in cpu-comparison cpu-ablation cpu-transfer; do
   $G grid prune "$grid" --store "$tmp/copy.sqlite" --data-dir "$DATA"
 done
-$G results snapshot --store "$tmp/copy.sqlite" --out "$OUT/cpu-reproduction.sqlite"
+$G results snapshot --slim --store "$tmp/copy.sqlite" --out "$OUT/cpu-reproduction.sqlite"
 $G report --store "$OUT/cpu-reproduction.sqlite" --out "$OUT"

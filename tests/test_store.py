@@ -250,3 +250,15 @@ def test_snapshot_is_one_consistent_file_while_a_writer_holds_the_store(tmp_path
                 db.snapshot(live)
     with Store(out, readonly=True) as copy:
         assert copy.statuses() == {"k1": "done", "k2": "done"}
+    slim = tmp_path / "slim.sqlite"
+    with Store(live) as db:
+        db.put_replies(records=[_record("q1", True)], model="m", dtype="bf16", prompt="p",
+                       task="t", split="test", max_new_tokens=8)
+    assert main(["results", "snapshot", "--store", str(live), "--out", str(slim),
+                 "--slim"]) == 0
+    with Store(slim, readonly=True) as copy:  # what reports read stays; the cache and texts go
+        assert copy.statuses() == {"k1": "done", "k2": "done"}
+        assert copy.query("SELECT count(*) FROM replies")[0][0] == 0
+        rows = copy.query("SELECT reasoning, response, answer, correct FROM records")
+        assert len(rows) == 4 and all(r[0] is None and r[1] is None for r in rows)
+        assert all(r[2] == "Yes" for r in rows)
