@@ -146,6 +146,31 @@ def test_long_replies_gsm8k(benchmark, lm_bf16, gsm8k_task, batch_size):
         print(f"gsm8k batched / one at a time: {ratio:.2f}x")
 
 
+def test_long_replies_gsm8k_transformers_decode_steps(benchmark, lm_bf16, gsm8k_task,
+                                                     monkeypatch):
+    """Our engine at batch 16 with every decode step through transformers' forward instead of
+    :class:`~greater.lm.decode_step.DecodeStep` (``fast_decode=False``): what that step gives."""
+    examples = gsm8k_task.dev[:GSM8K_N]
+    monkeypatch.setattr(lm_bf16, "decode_step", None)
+
+    def run():
+        before = lm_bf16.meter.snapshot()
+        t0 = time.perf_counter()
+        score_examples(lm_bf16, gsm8k_task, examples, lm_bf16.prompt_ids(ZERO_SHOT_COT_PROMPT),
+                       max_new_tokens=GSM8K_MAX_NEW_TOKENS, batch_size=BATCH)
+        return (lm_bf16.meter.snapshot().generated_tokens - before.generated_tokens,
+                time.perf_counter() - t0)
+
+    tokens, seconds = benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=1)
+    name = f"gsm8k_ours_batch{BATCH}_transformers_steps"
+    _extra(benchmark, name, len(examples), tokens, seconds)
+    benchmark.extra_info["max_new_tokens"] = GSM8K_MAX_NEW_TOKENS
+    fast = RATES.get(f"gsm8k_ours_batch{BATCH}")
+    if fast is not None:
+        benchmark.extra_info["fast_decode_over_transformers_steps"] = round(fast / RATES[name], 2)
+        print(f"gsm8k fast decode step / transformers' steps: {fast / RATES[name]:.2f}x")
+
+
 @pytest.mark.parametrize("packed", [False, True], ids=["as_shipped", "packed_weights"])
 def test_long_replies_gsm8k_hf_generate_batched(benchmark, lm_bf16, gsm8k_task, packed):
     """transformers' batched greedy ``model.generate`` on the same 32 prompts at batch 16

@@ -4,9 +4,12 @@
 its blocked layout on *every* call; for the small batches of a decode step that reorder costs
 more than the product itself. Packing each weight once (``torch.ops.mkldnn._reorder_linear_weight``,
 the op torch's own compiler uses when it freezes a CPU graph) and calling the packed kernel
-(``torch.ops.mkldnn._linear_pointwise``) gives the same numbers bit for bit, 2-2.6x faster per
-layer on an AMX CPU (measured: a 16 x 576 x 1536 layer 169 -> 85 us, SmolLM2's 49k-row output
-layer 13.2 -> 5.0 ms, one thread).
+(``torch.ops.mkldnn._linear_pointwise``) is 2-2.6x faster per layer on an AMX CPU (measured: a
+16 x 576 x 1536 layer 169 -> 85 us, SmolLM2's 49k-row output layer 13.2 -> 5.0 ms, one thread).
+It gives the same numbers bit for bit at most shapes, decode batches included, but not at all:
+oneDNN picks its blocking per shape, and for a few (seen: a 576 x 576 layer over 450 rows, a
+padded 3-row prefill of SmolLM2) the packed and the per-call layout sum in another order, which
+moves the last bits of a bf16 result.
 
 The packed kernel has no backward, so a layer uses it only where no gradient is wanted (under
 ``torch.no_grad``/``inference_mode``, or when neither its input nor its weight requires one);
@@ -30,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 #: Attribute under which a packed layer keeps its packed weight.
 PACKED_ATTRIBUTE = "greater_packed_weight"
+#: Rows oneDNN tunes a packed layout for (any number of rows runs).
+PACK_BATCH_HINT = 16
 
 
 def can_pack(model: torch.nn.Module) -> bool:
@@ -43,13 +48,25 @@ def can_pack(model: torch.nn.Module) -> bool:
             and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()))
 
 
+def pack_weight(weight: torch.Tensor, batch_hint: int = PACK_BATCH_HINT) -> torch.Tensor:
+    """A bf16 ``[out, in]`` linear weight reordered once into oneDNN's blocked layout."""
+    return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), batch_hint)
+
+
+def packed_product(x: torch.Tensor, packed: torch.Tensor,
+                   bias: torch.Tensor | None) -> torch.Tensor:
+    """``x @ W.T + bias`` for bf16 ``x`` ``[..., in]`` on a weight from :func:`pack_weight`
+    (no gradient); ``[..., out]``."""
+    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), packed, bias, "none", [], "")
+
+
 def packed_linear_forward(layer: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
     """``layer(x)`` for ``x`` ``[..., in]``: the packed kernel where no gradient is needed."""
     packed = getattr(layer, PACKED_ATTRIBUTE)
     wants_grad = torch.is_grad_enabled() and (x.requires_grad or layer.weight.requires_grad)
     if wants_grad or x.dtype != torch.bfloat16 or x.device.type != "cpu":
         return F.linear(x, layer.weight, layer.bias)
-    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), packed, layer.bias, "none", [], "")
+    return packed_product(x, packed, layer.bias)
 
 
 @dataclass(frozen=True)
@@ -60,7 +77,7 @@ class PackReport:
     bytes: int
 
 
-def pack_linears(model: torch.nn.Module, *, batch_hint: int = 16) -> PackReport:
+def pack_linears(model: torch.nn.Module, *, batch_hint: int = PACK_BATCH_HINT) -> PackReport:
     """Pack every ``nn.Linear`` of ``model`` for oneDNN (see module docstring); idempotent.
 
     ``batch_hint`` is the number of rows oneDNN tunes the layout for; any number of rows runs.
@@ -73,8 +90,7 @@ def pack_linears(model: torch.nn.Module, *, batch_hint: int = 16) -> PackReport:
         for module in model.modules():
             if not isinstance(module, torch.nn.Linear) or hasattr(module, PACKED_ATTRIBUTE):
                 continue
-            packed = torch.ops.mkldnn._reorder_linear_weight(module.weight.detach(), batch_hint)
-            setattr(module, PACKED_ATTRIBUTE, packed)
+            setattr(module, PACKED_ATTRIBUTE, pack_weight(module.weight, batch_hint))
             module.forward = types.MethodType(packed_linear_forward, module)
             layers += 1
             size += module.weight.numel() * module.weight.element_size()

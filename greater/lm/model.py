@@ -19,11 +19,13 @@ from typing import Sequence
 
 import torch
 from tqdm.auto import tqdm
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from greater.cost import CostMeter
 from greater.devices import free_memory_bytes
 from greater.lm.batching import ModelShape, RowCosts, fit_batch_size, run_with_backoff
 from greater.lm.cpu_kernels import can_pack, pack_linears
+from greater.lm.decode_step import DecodeStep, unsupported_reason
 from greater.lm.generation import Continuation, Generation, Generator, left_pad, \
     mask_positions
 from greater.lm.kv_cache import cache_keyword
@@ -56,14 +58,21 @@ class LM:
         memory_budget: bytes the engine's batches may use; None: the free memory of a CUDA
             device, and no limit elsewhere (see :mod:`greater.lm.batching`).
         pack_weights: run the linear layers on weights prepacked for oneDNN where no gradient
-            is needed (:mod:`greater.lm.cpu_kernels`: same numbers, 2-2.6x faster layers, one
-            extra copy of the weights). None: wherever it applies (a bf16 model on a CPU with
-            oneDNN bf16 kernels); True: required (an error where it does not apply).
+            is needed (:mod:`greater.lm.cpu_kernels`: the same numbers at most shapes, 2-2.6x
+            faster layers, one extra copy of the weights). None: wherever it applies (a bf16
+            model on a CPU with oneDNN bf16 kernels); True: required (an error where it does
+            not apply).
+        fast_decode: run single-token decode steps through :class:`~greater.lm.decode_step.
+            DecodeStep` (transformers' operations without its per-layer plumbing, fused packed
+            projections: the same logits bit for bit, less host work per token; on a packed
+            model one more copy of the q/k/v and gate/up weights). None: for the
+            architectures it covers (Llama, Qwen2), transformers' forward elsewhere; True:
+            required (an error naming why where it does not apply); False: never.
     """
 
     def __init__(self, model: torch.nn.Module, tokenizer, *, name: str,
                  device: torch.device | str = "cpu", memory_budget: int | None = None,
-                 pack_weights: bool | None = None) -> None:
+                 pack_weights: bool | None = None, fast_decode: bool | None = None) -> None:
         if getattr(tokenizer, "chat_template", None) is None:
             raise ValueError(f"tokenizer of {name!r} has no chat template")
         self.model = model
@@ -76,6 +85,9 @@ class LM:
         self.fixed_memory_budget = memory_budget
         if pack_weights or (pack_weights is None and can_pack(model)):
             pack_linears(model)
+        if fast_decode and (reason := unsupported_reason(model)) is not None:
+            raise ValueError(f"fast_decode=True for {name!r}: {reason}")
+        self.decode_step = (DecodeStep.for_model(model) if fast_decode is not False else None)
         self.meter = CostMeter()
         self.chat_date = CHAT_DATE
         self.row_costs = RowCosts(ModelShape.of(model))
@@ -90,13 +102,13 @@ class LM:
     @classmethod
     def load(cls, name: str, *, dtype: str | torch.dtype | None = None,
              device: str | None = None, cache_dir: str | None = None,
-             pack_weights: bool | None = None) -> "LM":
+             pack_weights: bool | None = None, fast_decode: bool | None = None) -> "LM":
         """Load a registry name, HF id or local folder (see :func:`greater.models.load_model`)."""
         from greater.models import load_model
 
         loaded = load_model(name, dtype=dtype, device=device, cache_dir=cache_dir)
         return cls(loaded.model, loaded.tokenizer, name=name, device=loaded.device,
-                   pack_weights=pack_weights)
+                   pack_weights=pack_weights, fast_decode=fast_decode)
 
     # ----------------------------------------------------------------- tokens and text
     @property
@@ -213,11 +225,20 @@ class LM:
 
         Returns:
             the transformers output; ``.logits`` is ``[B, kept, V]``. Tensors are moved to the
-            LM's device here (a no-op for those already there).
+            LM's device here (a no-op for those already there). Single-token steps with a cache
+            and no gradient run :attr:`decode_step` where there is one (same logits; the output
+            then holds only ``.logits``).
         """
         if (ids is None) == (embeds is None):
             raise ValueError("pass exactly one of ids and embeds")
         fed = ids if ids is not None else embeds
+        if (self.decode_step is not None and ids is not None and ids.shape[1] == 1
+                and cache is not None and isinstance(logits_to_keep, int)
+                and not torch.is_grad_enabled() and not self.model.training):
+            logits = self.decode_step(ids.to(self.device), mask=mask.to(self.device),
+                                      positions=positions.to(self.device), cache=cache)
+            self.meter.add_forward(int(ids.shape[0]))
+            return CausalLMOutputWithPast(logits=logits)  # the cache was extended in place
         kwargs = {"input_ids": ids.to(self.device)} if ids is not None else {
             "inputs_embeds": embeds.to(self.device)}
         if cache is not None:

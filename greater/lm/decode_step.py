@@ -1,0 +1,262 @@
+"""One decode step of a Llama-family decoder (Llama, Qwen2) without transformers' per-layer
+plumbing: the same operations in the same order on the model's own modules and weights, so the
+logits are bit-identical to transformers' forward, with less host work per token.
+
+Why: a decode step feeds one token per row, so every operation is small and a step is bound by
+reading the weights and by the host's work around each operation (module calls, keyword
+plumbing, and on a CPU one OpenMP wake-up per parallel kernel), not by arithmetic. What this
+step does differently from transformers' ``model(...)``, and why the numbers stay the same:
+
+* the layer loop calls the model's own norms, rotary embedding, mask builder
+  (``create_causal_mask``) and registered attention function (``sdpa`` ...) directly, skipping
+  the decoder-layer, attention and MLP wrappers;
+* queries and keys get their rotary embedding in one elementwise pass instead of two (the
+  same operations on every element);
+* where the linear layers run on prepacked oneDNN weights (:mod:`greater.lm.cpu_kernels`), the
+  query, key and value projections run as one product over their concatenated weights, and so
+  do the gate and up projections: each output element is the same dot product over the same
+  input. oneDNN chooses its blocking from a product's shape, and for a few row counts it sums
+  the wider product in another order, so fusion is checked once per row count and skipped
+  where the sums differ (:meth:`DecodeStep.fused_for`). The concatenated packed weights are one
+  more copy of those projections (built on the first packed step, rebuilt after a re-pack).
+  Elsewhere (a GPU, fp32) the projections run one by one, exactly as transformers runs them;
+* on the CPU, a boolean attention mask is turned into the additive one
+  ``scaled_dot_product_attention`` makes of it once per step instead of once per layer.
+
+The tests check the logits and whole generations against transformers' forward bit for bit.
+
+:meth:`greater.lm.LM.forward` uses it for single-token steps with a KV cache and no gradient
+(the decode loop); prefill, scoring and gradient passes run transformers' forward. Other
+architectures (Gemma's scaled embeddings, soft-capping and sliding windows) always run
+transformers' forward; :func:`unsupported_reason` says why a model is not covered.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from transformers.masking_utils import create_causal_mask
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+from greater.lm.cpu_kernels import PACKED_ATTRIBUTE, pack_weight, packed_product
+
+logger = logging.getLogger(__name__)
+
+#: transformers classes whose forward this step reproduces (their decoder layers are the same).
+SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "Qwen2ForCausalLM")
+#: Their RMSNorm classes, which :func:`_rms_norm` computes.
+SUPPORTED_NORMS = ("LlamaRMSNorm", "Qwen2RMSNorm")
+
+
+def unsupported_reason(model: torch.nn.Module) -> str | None:
+    """Why :class:`DecodeStep` cannot stand in for ``model``'s forward, or None if it can."""
+    name = type(model).__name__
+    if name not in SUPPORTED_ARCHITECTURES:
+        return f"{name} is not one of {', '.join(SUPPORTED_ARCHITECTURES)}"
+    config = model.config
+    types = set(getattr(config, "layer_types", None) or ["full_attention"])
+    if types != {"full_attention"}:
+        return f"layer types {sorted(types)}: only full attention is reproduced"
+    norm = type(model.model.layers[0].input_layernorm).__name__
+    if norm not in SUPPORTED_NORMS:
+        return f"norm {norm} is not one of {', '.join(SUPPORTED_NORMS)}"
+    implementation = config._attn_implementation
+    if implementation not in ALL_ATTENTION_FUNCTIONS:
+        return f"attention implementation {implementation!r} is not a registered function"
+    return None
+
+
+@dataclass(frozen=True)
+class FusedProjections:
+    """One layer's packed concatenated projections (see module docstring).
+
+    Attributes:
+        qkv: packed ``[q_out + 2 * kv_out, hidden]`` weight; ``qkv_bias`` its bias or None.
+        gate_up: packed ``[2 * intermediate, hidden]`` weight; ``gate_up_bias`` its bias or None.
+    """
+
+    qkv: torch.Tensor
+    qkv_bias: torch.Tensor | None
+    gate_up: torch.Tensor
+    gate_up_bias: torch.Tensor | None
+
+
+def _concatenated_bias(layers: list[torch.nn.Linear]) -> torch.Tensor | None:
+    biases = [layer.bias for layer in layers]
+    if all(b is None for b in biases):
+        return None
+    return torch.cat([b.detach() if b is not None else layer.weight.new_zeros(layer.out_features)
+                      for b, layer in zip(biases, layers)])
+
+
+class DecodeStep:
+    """The decode step of one supported model; construct with :meth:`for_model`."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        reason = unsupported_reason(model)
+        if reason is not None:
+            raise ValueError(f"no fast decode step for this model: {reason}")
+        self.model = model
+        self.decoder = model.model
+        self.config = model.config
+        self.layers = list(self.decoder.layers[: self.config.num_hidden_layers])
+        attention = self.layers[0].self_attn
+        self.head_dim = attention.head_dim
+        self.query_heads = attention.q_proj.out_features // self.head_dim
+        self.kv_heads = attention.k_proj.out_features // self.head_dim
+        self.intermediate = self.layers[0].mlp.gate_proj.out_features
+        self._fused: list[FusedProjections] | None = None
+        self._fused_from: torch.Tensor | None = None  # the packed weight they were built beside
+        self._fusable: dict[int, bool] = {}  # rows -> fused products equal the separate ones
+
+    @classmethod
+    def for_model(cls, model: torch.nn.Module) -> "DecodeStep | None":
+        """The step for ``model``, or None where it is not supported (logged)."""
+        reason = unsupported_reason(model)
+        if reason is not None:
+            logger.info("decode steps run transformers' forward: %s", reason)
+            return None
+        return cls(model)
+
+    def fused(self) -> list[FusedProjections] | None:
+        """The fused packed projections while the model runs packed, else None."""
+        marker = getattr(self.layers[0].self_attn.q_proj, PACKED_ATTRIBUTE, None)
+        if marker is None:
+            return None
+        if self._fused is None or self._fused_from is not marker:
+            self._fused = [self._fuse(layer) for layer in self.layers]
+            self._fused_from = marker
+            self._fusable = {}
+            size = sum(f.qkv.numel() + f.gate_up.numel() for f in self._fused) * 2
+            logger.info("fused packed q/k/v and gate/up projections (%.0f MiB)", size / 2**20)
+        return self._fused
+
+    def fused_for(self, rows: int) -> list[FusedProjections] | None:
+        """:meth:`fused` where a step of ``rows`` rows gets the same numbers from them.
+
+        oneDNN picks its blocking from the product's shape, and for some row counts (measured:
+        96 rows at SmolLM2's widths, 64 and 128 at Qwen2.5-0.5B's, 33 and more at Llama-3-8B's)
+        the wider fused product sums in another order than the separate ones. So each row count
+        is checked once, on a seeded random input through the first layer's weights (the
+        blocking depends on the shape, which every layer shares), and runs unfused where the
+        sums differ.
+        """
+        fused = self.fused()
+        if fused is None:
+            return None
+        same = self._fusable.get(rows)
+        if same is None:
+            same = self._fusable[rows] = _fused_products_agree(self.layers[0], fused[0], rows)
+            if not same:
+                logger.info("decode steps of %d rows run unfused projections (oneDNN sums the "
+                            "fused ones in another order)", rows)
+        return fused if same else None
+
+    @staticmethod
+    def _fuse(layer: torch.nn.Module) -> FusedProjections:
+        attention, mlp = layer.self_attn, layer.mlp
+        qkv = [attention.q_proj, attention.k_proj, attention.v_proj]
+        gate_up = [mlp.gate_proj, mlp.up_proj]
+        with torch.no_grad():
+            return FusedProjections(
+                qkv=pack_weight(torch.cat([p.weight for p in qkv])),
+                qkv_bias=_concatenated_bias(qkv),
+                gate_up=pack_weight(torch.cat([p.weight for p in gate_up])),
+                gate_up_bias=_concatenated_bias(gate_up))
+
+    def __call__(self, ids: torch.Tensor, *, mask: torch.Tensor, positions: torch.Tensor,
+                 cache) -> torch.Tensor:
+        """Logits ``[B, 1, V]`` for ``ids`` ``[B, 1]`` at ``positions`` ``[B, 1]``, with the
+        ``[B, T_cache + 1]`` attention ``mask``; extends ``cache`` in place."""
+        rows = ids.shape[0]
+        hidden = self.decoder.embed_tokens(ids)  # [B, 1, H]
+        attention_mask = create_causal_mask(config=self.config, inputs_embeds=hidden,
+                                            attention_mask=mask, cache=cache,
+                                            position_ids=positions)
+        if (attention_mask is not None and attention_mask.dtype == torch.bool
+                and hidden.device.type == "cpu"):
+            # What the CPU's scaled_dot_product_attention makes of a boolean mask in every
+            # layer, made once (other devices' kernels may treat boolean masks their own way).
+            attention_mask = torch.zeros(attention_mask.shape, dtype=hidden.dtype,
+                                         device=hidden.device).masked_fill_(
+                                             attention_mask.logical_not(), float("-inf"))
+        cos, sin = self.decoder.rotary_emb(hidden, position_ids=positions)  # [B, 1, D]
+        # Projections are laid out [B, 1, heads, D]: the rotary factors broadcast over heads.
+        cos, sin = cos.unsqueeze(2), _signed_sin(sin.unsqueeze(2))
+        attend = ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]
+        fused = self.fused_for(rows)
+        q_width = self.query_heads * self.head_dim
+        qk_heads = self.query_heads + self.kv_heads
+        for index, layer in enumerate(self.layers):
+            attention = layer.self_attn
+            x = _rms_norm(layer.input_layernorm, hidden)
+            if fused is not None:
+                qkv = packed_product(x, fused[index].qkv, fused[index].qkv_bias)
+                qk = _rotate(qkv[..., : qk_heads * self.head_dim].view(
+                    rows, 1, qk_heads, self.head_dim), cos, sin)
+                query, key = qk[:, :, : self.query_heads], qk[:, :, self.query_heads:]
+                value = qkv[..., qk_heads * self.head_dim:].view(rows, 1, -1, self.head_dim)
+            else:
+                query = _rotate(attention.q_proj(x).view(rows, 1, -1, self.head_dim), cos, sin)
+                key = _rotate(attention.k_proj(x).view(rows, 1, -1, self.head_dim), cos, sin)
+                value = attention.v_proj(x).view(rows, 1, -1, self.head_dim)
+            key, value = cache.update(key.transpose(1, 2), value.transpose(1, 2), index)
+            extra = ({"sliding_window": attention.sliding_window}
+                     if hasattr(attention, "sliding_window") else {})
+            out, _ = attend(attention, query.transpose(1, 2), key, value, attention_mask,
+                            dropout=0.0, scaling=attention.scaling, **extra)
+            hidden = hidden + attention.o_proj(out.reshape(rows, 1, q_width).contiguous())
+            x = _rms_norm(layer.post_attention_layernorm, hidden)
+            mlp = layer.mlp
+            if fused is not None:
+                gate_up = packed_product(x, fused[index].gate_up, fused[index].gate_up_bias)
+                gate, up = gate_up[..., : self.intermediate], gate_up[..., self.intermediate:]
+            else:
+                gate, up = mlp.gate_proj(x), mlp.up_proj(x)
+            hidden = hidden + mlp.down_proj(mlp.act_fn(gate) * up)
+        return self.model.lm_head(_rms_norm(self.decoder.norm, hidden))
+
+
+def _fused_products_agree(layer: torch.nn.Module, fused: FusedProjections, rows: int) -> bool:
+    """Whether ``fused``'s products equal ``layer``'s separate packed ones bit for bit on a
+    seeded random ``[rows, 1, hidden]`` input."""
+    attention, mlp = layer.self_attn, layer.mlp
+    weight = attention.q_proj.weight
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.randn((rows, 1, weight.shape[1]), generator=generator).to(weight.dtype)
+
+    def separate(projections: list[torch.nn.Linear]) -> torch.Tensor:
+        return torch.cat([packed_product(x, getattr(p, PACKED_ATTRIBUTE), p.bias)
+                          for p in projections], dim=-1)
+
+    with torch.no_grad():
+        return (torch.equal(packed_product(x, fused.qkv, fused.qkv_bias),
+                            separate([attention.q_proj, attention.k_proj, attention.v_proj]))
+                and torch.equal(packed_product(x, fused.gate_up, fused.gate_up_bias),
+                                separate([mlp.gate_proj, mlp.up_proj])))
+
+
+def _signed_sin(sin: torch.Tensor) -> torch.Tensor:
+    """``sin`` ``[..., D]`` with its first half negated, for :func:`_rotate`."""
+    half = sin.shape[-1] // 2
+    return torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding of ``x`` ``[B, T, heads, D]`` with ``cos``/``signed_sin``
+    ``[B, T, 1, D]``, element by element as transformers' ``apply_rotary_pos_emb`` computes
+    ``x * cos + rotate_half(x) * sin``. ``rotate_half(x)`` is ``cat(-x2, x1)``; here the halves
+    are swapped in one op and the sign sits in ``signed_sin``: ``(-a) * b`` and ``a * (-b)`` are
+    the same number in IEEE arithmetic, signed zeros included."""
+    swapped = x.unflatten(-1, (2, -1)).flip(-2).flatten(-2)
+    return (x * cos) + (swapped * signed_sin)
+
+
+def _rms_norm(norm: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``norm(x)`` for the Llama/Qwen2 RMSNorm, the same operations with fewer temporaries:
+    ``weight * (x32 * rsqrt(mean(x32 ** 2) + eps)).to(x.dtype)`` with ``x32`` a float32 copy."""
+    h = x.to(torch.float32, copy=True)
+    scale = h.pow(2).mean(-1, keepdim=True).add_(norm.variance_epsilon).rsqrt_()
+    return h.mul_(scale).to(x.dtype).mul_(norm.weight)

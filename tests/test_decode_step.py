@@ -1,0 +1,162 @@
+"""greater.lm.decode_step: the fast single-token step gives transformers' logits bit for bit.
+
+Checked on the real stand-ins: smollm2-135m (Llama) in bf16 with packed, fused projections and in
+fp32 with plain ones (the path a GPU takes), qwen2.5-0.5b (Qwen2, biased q/k/v projections) in
+bf16 (slow). Generation runs the fast step for every decode step and must give the same tokens as
+with the step switched off; one decode step's logits must be equal as tensors. Unsupported
+architectures fall back to transformers' forward with a reason.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausalLM
+
+from greater.evaluate import ZERO_SHOT_COT_PROMPT
+from greater.lm import LM
+from greater.lm.cpu_kernels import packed_product, plain_linears
+from greater.lm.decode_step import DecodeStep, unsupported_reason
+from greater.lm.generation import Continuation, left_pad, mask_positions
+from greater.lm.kv_cache import cache_keyword, new_prefill_cache
+from greater.tasks import load_task
+
+
+@pytest.fixture(scope="module")
+def gsm8k(data_dir):
+    return load_task("gsm8k", data_dir=data_dir)
+
+
+def _rows(lm: LM, task, n: int) -> list[list[int]]:
+    prompt = lm.prompt_ids(ZERO_SHOT_COT_PROMPT)
+    return [lm.head_ids(ex.input) + prompt + lm.tail_ids for ex in task.dev[:n]]
+
+
+def _generate_both_ways(lm: LM, rows, monkeypatch):
+    """Generations with the fast step (counting its calls) and with it switched off."""
+    step = lm.decode_step
+    assert step is not None
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(args[0].shape)
+        return DecodeStep.__call__(step, *args, **kwargs)
+
+    continuation = Continuation(force_ids=tuple(lm.encode(" The answer is")), max_new_tokens=4)
+    monkeypatch.setattr(lm, "decode_step", counted)
+    fast = lm.generate(rows, max_new_tokens=24, batch_size=3, continuation=continuation)
+    monkeypatch.setattr(lm, "decode_step", None)
+    plain = lm.generate(rows, max_new_tokens=24, batch_size=3, continuation=continuation)
+    monkeypatch.setattr(lm, "decode_step", step)
+    assert len(calls) >= 24, "the decode loop did not use the fast step"
+    return fast, plain
+
+
+def _assert_same_generations(fast, plain):
+    assert [g.ids for g in fast] == [g.ids for g in plain]
+    assert [g.continuation_ids for g in fast] == [g.continuation_ids for g in plain]
+    assert any(len(g.ids) > 5 for g in fast)
+
+
+def _step_logits_both_ways(lm: LM, rows) -> tuple[torch.Tensor, torch.Tensor]:
+    """One decode step after a padded prefill, through the fast step and through transformers."""
+    ids, mask = left_pad(rows, lm.tokenizer.pad_token_id)
+    positions = mask_positions(mask)
+    outs = []
+    with torch.inference_mode():
+        for use_fast in (True, False):
+            cache = new_prefill_cache()
+            logits = lm.forward(ids, mask=mask, positions=positions, cache=cache,
+                                logits_to_keep=1).logits[:, -1]
+            step_ids = logits.argmax(-1, keepdim=True)
+            step_mask = torch.cat([mask, torch.ones_like(step_ids)], dim=1)
+            step_pos = positions[:, -1:] + 1
+            if use_fast:
+                outs.append(lm.decode_step(step_ids, mask=step_mask, positions=step_pos,
+                                           cache=cache))
+            else:
+                outs.append(lm.model(input_ids=step_ids, attention_mask=step_mask,
+                                     position_ids=step_pos, use_cache=True,
+                                     **{cache_keyword(lm.model): cache}).logits)
+    return outs[0], outs[1]
+
+
+@pytest.mark.parametrize("which", ["lm16", "lm32"])
+def test_fast_step_matches_transformers_bit_for_bit(which, request, gsm8k, monkeypatch):
+    lm = request.getfixturevalue(which)
+    rows = _rows(lm, gsm8k, 5)
+    fast, plain = _step_logits_both_ways(lm, rows)
+    assert fast.shape == plain.shape == (5, 1, lm.model.config.vocab_size)
+    assert torch.equal(fast, plain)
+    _assert_same_generations(*_generate_both_ways(lm, rows, monkeypatch))
+
+
+def test_packed_model_fuses_projections_and_follows_repacking(lm16, gsm8k):
+    step = lm16.decode_step
+    fused = step.fused()
+    assert fused is not None and len(fused) == lm16.model.config.num_hidden_layers
+    config = lm16.model.config
+    kv_width = config.num_key_value_heads * step.head_dim
+    assert fused[0].qkv.shape[0] == config.num_attention_heads * step.head_dim + 2 * kv_width
+    rows = _rows(lm16, gsm8k, 3)
+    with plain_linears(lm16.model):
+        assert step.fused() is None  # plain layers: the projections run one by one
+        fast, plain = _step_logits_both_ways(lm16, rows)
+        assert torch.equal(fast, plain)
+    refused = step.fused()
+    assert refused is not None and refused[0].qkv is not fused[0].qkv  # rebuilt after re-pack
+    fast, plain = _step_logits_both_ways(lm16, rows)
+    assert torch.equal(fast, plain)
+
+
+def test_fusion_only_at_row_counts_where_the_sums_agree(lm16):
+    """The once-per-row-count check (first layer, one seeded input) predicts whether another
+    layer's fused products equal its separate ones on another input."""
+    step = lm16.decode_step
+    layer, fused = step.layers[-1], step.fused()[-1]
+    attention, mlp = layer.self_attn, layer.mlp
+    generator = torch.Generator().manual_seed(123)
+    for rows in (1, 5, 16, 64, 96):
+        x = torch.randn((rows, 1, attention.q_proj.in_features),
+                        generator=generator).to(torch.bfloat16)
+        with torch.no_grad():
+            agree = (torch.equal(
+                packed_product(x, fused.qkv, fused.qkv_bias),
+                torch.cat([attention.q_proj(x), attention.k_proj(x), attention.v_proj(x)], -1))
+                and torch.equal(packed_product(x, fused.gate_up, fused.gate_up_bias),
+                                torch.cat([mlp.gate_proj(x), mlp.up_proj(x)], -1)))
+        assert (step.fused_for(rows) is not None) == agree, rows
+
+
+@pytest.mark.slow
+def test_fast_step_on_qwen2(gsm8k, monkeypatch):
+    lm = LM.load("qwen2.5-0.5b", dtype="bf16", device="cpu")
+    assert lm.model.model.layers[0].self_attn.q_proj.bias is not None
+    rows = _rows(lm, gsm8k, 4)
+    fast, plain = _step_logits_both_ways(lm, rows)
+    assert torch.equal(fast, plain)
+    _assert_same_generations(*_generate_both_ways(lm, rows, monkeypatch))
+
+
+def test_unsupported_models_keep_transformers_forward():
+    tiny = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2)
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=32, n_layer=2, n_head=4))
+    assert "GPT2LMHeadModel" in unsupported_reason(gpt2)
+    assert DecodeStep.for_model(gpt2) is None
+    with pytest.raises(ValueError, match="no fast decode step"):
+        DecodeStep(gpt2)
+    sliding = Qwen2ForCausalLM(Qwen2Config(**tiny, use_sliding_window=True, sliding_window=8,
+                                           max_window_layers=1))
+    assert "sliding_attention" in unsupported_reason(sliding)
+    assert unsupported_reason(Qwen2ForCausalLM(Qwen2Config(**tiny))) is None
+
+
+def test_fast_decode_option(lm16):
+    plain = LM(lm16.model, lm16.tokenizer, name="smollm2-135m", fast_decode=False)
+    assert plain.decode_step is None
+    assert LM(lm16.model, lm16.tokenizer, name="smollm2-135m").decode_step is not None
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=lm16.model.config.vocab_size, n_embd=32,
+                                      n_layer=1, n_head=4))
+    with pytest.raises(ValueError, match="fast_decode=True for 'tiny-gpt2'.*GPT2LMHeadModel"):
+        LM(gpt2, lm16.tokenizer, name="tiny-gpt2", fast_decode=True, pack_weights=False)
