@@ -194,3 +194,49 @@ def test_long_replies_gsm8k_hf_generate_batched(benchmark, lm_bf16, gsm8k_task, 
     if ours is not None:
         benchmark.extra_info["ours_over_generate"] = round(ours / RATES[name], 2)
         print(f"gsm8k ours / {name}: {ours / RATES[name]:.2f}x")
+
+
+GSM8K_PAIRED_ROUNDS = 3
+
+
+def test_long_replies_gsm8k_paired_rounds(benchmark, lm_bf16, gsm8k_task):
+    """Ours at batch 16 against batched ``generate`` (as shipped) on the same 32 prompts,
+    alternating for :data:`GSM8K_PAIRED_ROUNDS` rounds in one process after one untimed round
+    each. On a shared machine whose speed drifts by tens of percent between minutes, the ratio
+    of two runs minutes apart says more about the drift than about the engines; each round's
+    ratio here compares runs seconds apart, and the median of the rounds is recorded."""
+    lm = lm_bf16
+    examples = gsm8k_task.dev[:GSM8K_N]
+    prompt = lm.prompt_ids(ZERO_SHOT_COT_PROMPT)
+    rows = [lm.head_ids(ex.input) + prompt + lm.tail_ids for ex in examples]
+
+    def ours() -> int:
+        before = lm.meter.snapshot().generated_tokens
+        score_examples(lm, gsm8k_task, examples, prompt, max_new_tokens=GSM8K_MAX_NEW_TOKENS,
+                       batch_size=BATCH)
+        return lm.meter.snapshot().generated_tokens - before
+
+    def generate() -> int:
+        return generate_batched(lm, rows, BATCH, GSM8K_MAX_NEW_TOKENS)
+
+    def timed(run) -> float:
+        t0 = time.perf_counter()
+        tokens = run()
+        return tokens / (time.perf_counter() - t0)
+
+    def rounds():
+        ours(), generate()  # untimed: kernel creation and first page faults
+        return [(timed(ours), timed(generate)) for _ in range(GSM8K_PAIRED_ROUNDS)]
+
+    pairs = benchmark.pedantic(rounds, rounds=1, iterations=1)
+    ratios = sorted(o / g for o, g in pairs)
+    median = ratios[len(ratios) // 2]
+    benchmark.extra_info.update(machine_info())
+    benchmark.extra_info.update({
+        "examples": len(examples), "max_new_tokens": GSM8K_MAX_NEW_TOKENS, "batch": BATCH,
+        "ours_tokens_per_second": [round(o, 1) for o, _ in pairs],
+        "generate_tokens_per_second": [round(g, 1) for _, g in pairs],
+        "ours_over_generate_per_round": [round(o / g, 3) for o, g in pairs],
+        "ours_over_generate_median": round(median, 3)})
+    print(f"\ngsm8k ours / generate per round: {[round(o / g, 2) for o, g in pairs]}, "
+          f"median {median:.2f}x")
