@@ -84,11 +84,10 @@ class FusedProjections:
 
 
 def _concatenated_bias(layers: list[torch.nn.Linear]) -> torch.Tensor | None:
-    biases = [layer.bias for layer in layers]
-    if all(b is None for b in biases):
+    """The layers' biases end to end, or None (Llama and Qwen2 give all or none of them one)."""
+    if layers[0].bias is None:
         return None
-    return torch.cat([b.detach() if b is not None else layer.weight.new_zeros(layer.out_features)
-                      for b, layer in zip(biases, layers)])
+    return torch.cat([layer.bias.detach() for layer in layers])
 
 
 class DecodeStep:
