@@ -239,7 +239,9 @@ def test_multi_position_gradients_match_single_position(lm32, smol_seqs):
         single = onehot_gradients(lm32, smol_seqs, [pos], cand, temperature=TEMPERATURE,
                                   weight=0.2)
         assert relative_error(multi.grad[row], single.grad[0]) < 1e-4, f"position {pos}"
-        assert multi.loss == pytest.approx(single.loss, rel=1e-5)
+        # The two passes run the cached prefix up to different positions, so their float32
+        # sums have other shapes: 1.2e-5 apart on an AVX2-only CPU (AMD EPYC), less on AMX.
+        assert multi.loss == pytest.approx(single.loss, rel=1e-4)
 
 
 def test_onehot_gradients_validate_inputs(lm32, smol_seqs):
