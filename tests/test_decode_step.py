@@ -1,10 +1,11 @@
 """greater.lm.decode_step: the fast single-token step gives transformers' logits bit for bit.
 
-Checked on the real stand-ins: smollm2-135m (Llama) in bf16 with packed, fused projections and in
-fp32 with plain ones (the path a GPU takes), qwen2.5-0.5b (Qwen2, biased q/k/v projections) in
-bf16 (slow). Generation runs the fast step for every decode step and must give the same tokens as
-with the step switched off; one decode step's logits must be equal as tensors. Unsupported
-architectures fall back to transformers' forward with a reason.
+Checked on the real stand-ins: smollm2-135m (Llama) in bf16 (packed for oneDNN on CPUs with its
+bf16 kernels, plain elsewhere) and in fp32 (plain weights, the path a GPU takes), with fused q/k/v
+and gate/up projections wherever they sum as the separate ones do; qwen2.5-0.5b (Qwen2, biased
+q/k/v projections) in bf16 (slow). Generation runs the fast step for every decode step and must
+give the same tokens as with the step switched off; one decode step's logits must be equal as
+tensors. Unsupported architectures fall back to transformers' forward with a reason.
 """
 
 from __future__ import annotations
@@ -15,11 +16,18 @@ from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausa
 
 from greater.evaluate import ZERO_SHOT_COT_PROMPT
 from greater.lm import LM
-from greater.lm.cpu_kernels import packed_product, plain_linears
+from greater.lm.cpu_kernels import can_pack, plain_linears
 from greater.lm.decode_step import DecodeStep, unsupported_reason
 from greater.lm.generation import Continuation, left_pad, mask_positions
 from greater.lm.kv_cache import cache_keyword, new_prefill_cache
 from greater.tasks import load_task
+
+
+#: Packing needs a CPU with oneDNN bf16 kernels (AVX512-BF16 or AMX): elsewhere (an AVX2-only
+#: CPU) bf16 layers run plain.
+needs_packing = pytest.mark.skipif(
+    not can_pack(torch.nn.Linear(2, 2).to(torch.bfloat16)),
+    reason="this CPU has no oneDNN bf16 kernels to pack for")
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +99,7 @@ def test_fast_step_matches_transformers_bit_for_bit(which, request, gsm8k, monke
     _assert_same_generations(*_generate_both_ways(lm, rows, monkeypatch))
 
 
+@needs_packing
 def test_packed_model_fuses_projections_and_follows_repacking(lm16, gsm8k):
     step = lm16.decode_step
     fused = step.fused()
@@ -100,7 +109,7 @@ def test_packed_model_fuses_projections_and_follows_repacking(lm16, gsm8k):
     assert fused[0].qkv.shape[0] == config.num_attention_heads * step.head_dim + 2 * kv_width
     rows = _rows(lm16, gsm8k, 3)
     with plain_linears(lm16.model):
-        assert step.fused() is None  # plain layers: the projections run one by one
+        assert not step.fused()[0].packed  # plain layers: their weights fused in place
         fast, plain = _step_logits_both_ways(lm16, rows)
         assert torch.equal(fast, plain)
     refused = step.fused()
@@ -109,22 +118,49 @@ def test_packed_model_fuses_projections_and_follows_repacking(lm16, gsm8k):
     assert torch.equal(fast, plain)
 
 
-def test_fusion_only_at_row_counts_where_the_sums_agree(lm16):
+@pytest.mark.parametrize("which", ["lm16", "lm32"])
+def test_fusion_only_at_row_counts_where_the_sums_agree(which, request):
     """The once-per-row-count check (first layer, one seeded input) predicts whether another
-    layer's fused products equal its separate ones on another input."""
-    step = lm16.decode_step
+    layer's fused products equal its separate ones on another input: packed bf16 weights where
+    the CPU packs them, plain bf16 elsewhere, plain fp32 everywhere."""
+    step = request.getfixturevalue(which).decode_step
     parts, fused = step.parts[-1], step.fused()[-1]
     generator = torch.Generator().manual_seed(123)
+    used = []
     for rows in (1, 5, 16, 64, 96):
         x = torch.randn((rows, 1, parts.q.in_features),
-                        generator=generator).to(torch.bfloat16)
+                        generator=generator).to(parts.q.weight.dtype)
         with torch.no_grad():
-            agree = (torch.equal(
-                packed_product(x, fused.qkv, fused.qkv_bias),
-                torch.cat([p(x) for p in parts.qkv], -1))
-                and torch.equal(packed_product(x, fused.gate_up, fused.gate_up_bias),
-                                torch.cat([p(x) for p in parts.gate_up], -1)))
+            agree = (torch.equal(fused.qkv_product(x), torch.cat([p(x) for p in parts.qkv], -1))
+                     and torch.equal(fused.gate_up_product(x),
+                                     torch.cat([p(x) for p in parts.gate_up], -1)))
         assert (step.fused_for(rows) is not None) == agree, rows
+        used.append(agree)
+    assert any(used), "no row count ran fused: the fused path went untested"
+
+
+def test_plain_fusion_costs_no_memory_and_follows_replaced_weights(lm32, gsm8k):
+    """On plain weights the layers' own q/k/v and gate/up weights become rows of the fused
+    tensors (no copy); a weight replaced later is seen (the rows are made again), gradients
+    still flow through the layers, and the step still gives transformers' logits."""
+    step = lm32.decode_step
+    fused = step.fused()
+    assert not fused[0].packed
+    for parts, layer in zip(step.parts, fused):
+        assert parts.q.weight.data_ptr() == layer.qkv.data_ptr()
+        assert parts.up.weight.data_ptr() == layer.gate_up[parts.gate.out_features].data_ptr()
+    middle = step.parts[len(step.parts) // 2]
+    middle.v.weight = torch.nn.Parameter(middle.v.weight.detach().clone(), requires_grad=False)
+    again = step.fused()
+    assert again is not fused
+    index = len(step.parts) // 2
+    assert middle.v.weight.data_ptr() == again[index].qkv[
+        middle.q.out_features + middle.k.out_features].data_ptr()
+    x = torch.randn(2, middle.q.in_features, requires_grad=True)
+    (grad,) = torch.autograd.grad(middle.q(x).sum(), x)
+    assert torch.allclose(grad, middle.q.weight.sum(0).expand(2, -1), rtol=1e-5, atol=1e-5)
+    fast, plain = _step_logits_both_ways(lm32, _rows(lm32, gsm8k, 3))
+    assert torch.equal(fast, plain)
 
 
 @pytest.mark.slow

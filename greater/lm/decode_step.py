@@ -18,14 +18,16 @@ step does differently from transformers' ``model(...)``, and why the numbers sta
   per step; other registered attention functions are called through transformers' registry;
 * queries and keys get their rotary embedding in one elementwise pass instead of two (the
   same operations on every element);
-* where the linear layers run on prepacked oneDNN weights (:mod:`greater.lm.cpu_kernels`), the
-  query, key and value projections run as one product over their concatenated weights, and so
-  do the gate and up projections: each output element is the same dot product over the same
-  input. oneDNN chooses its blocking from a product's shape, and for a few row counts it sums
-  the wider product in another order, so fusion is checked once per row count and skipped
-  where the sums differ (:meth:`DecodeStep.fused_for`). The concatenated packed weights are one
-  more copy of those projections (built on the first packed step, rebuilt after a re-pack).
-  Elsewhere (a GPU, fp32) the projections run one by one, exactly as transformers runs them;
+* the query, key and value projections run as one product over their concatenated weights,
+  and so do the gate and up projections: each output element is the same dot product over the
+  same input. A matmul library chooses its blocking from a product's shape, and for some row
+  counts it sums the wider product in another order (oneDNN at a few, measured), so fusion is
+  checked once per row count and skipped where the sums differ (:meth:`DecodeStep.fused_for`).
+  On plain weights (fp32, a GPU, bf16 where nothing is packed) the concatenation costs no
+  memory: the layers' own weights become consecutive rows of one tensor, which transformers'
+  forward reads as before (:func:`share_rows`). Where the linear layers run on prepacked oneDNN
+  weights (:mod:`greater.lm.cpu_kernels`), the concatenated packed weights are one more copy of
+  those projections (built on the first packed step, rebuilt after a re-pack);
 * on the CPU, a boolean attention mask is turned into the additive one
   ``scaled_dot_product_attention`` makes of it once per step instead of once per layer.
 
@@ -88,17 +90,64 @@ def unsupported_reason(model: torch.nn.Module) -> str | None:
 
 @dataclass(frozen=True)
 class FusedProjections:
-    """One layer's packed concatenated projections (see module docstring).
+    """One layer's concatenated projections (see module docstring).
 
     Attributes:
-        qkv: packed ``[q_out + 2 * kv_out, hidden]`` weight; ``qkv_bias`` its bias or None.
-        gate_up: packed ``[2 * intermediate, hidden]`` weight; ``gate_up_bias`` its bias or None.
+        qkv: ``[q_out + 2 * kv_out, hidden]`` weight; ``qkv_bias`` its bias or None.
+        gate_up: ``[2 * intermediate, hidden]`` weight; ``gate_up_bias`` its bias or None.
+        packed: the weights are packed for oneDNN (:func:`~greater.lm.cpu_kernels.pack_weight`),
+            a copy; else they are plain and the layers' own weights are rows of them.
     """
 
     qkv: torch.Tensor
     qkv_bias: torch.Tensor | None
     gate_up: torch.Tensor
     gate_up_bias: torch.Tensor | None
+    packed: bool
+
+    def qkv_product(self, x: torch.Tensor) -> torch.Tensor:
+        """``[..., hidden]`` -> ``[..., q_out + 2 * kv_out]``: queries, keys, values end to end."""
+        return self._product(x, self.qkv, self.qkv_bias)
+
+    def gate_up_product(self, x: torch.Tensor) -> torch.Tensor:
+        """``[..., hidden]`` -> ``[..., 2 * intermediate]``: gate, then up."""
+        return self._product(x, self.gate_up, self.gate_up_bias)
+
+    def _product(self, x: torch.Tensor, weight: torch.Tensor,
+                 bias: torch.Tensor | None) -> torch.Tensor:
+        return packed_product(x, weight, bias) if self.packed else F.linear(x, weight, bias)
+
+
+def share_rows(layers: list[torch.nn.Linear]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Make the layers' weights (and biases) consecutive rows of one tensor; return it.
+
+    Each layer's ``weight`` becomes a view of rows of the concatenation (a leading-dimension
+    slice, so contiguous: its forward computes what it computed before), and the old storage is
+    freed: fusing costs no memory. Returns the ``[sum of out, in]`` weight and the biases end to
+    end, or None where the layers have none (Llama and Qwen2 give all or none of them one).
+    """
+    with torch.inference_mode(False), torch.no_grad():
+        weight = torch.cat([layer.weight.detach() for layer in layers])
+        bias = (None if layers[0].bias is None
+                else torch.cat([layer.bias.detach() for layer in layers]))
+        start = 0
+        for layer in layers:
+            end = start + layer.out_features
+            layer.weight.data = weight[start:end]
+            if bias is not None:
+                layer.bias.data = bias[start:end]
+            start = end
+    return weight, bias
+
+
+def _shares_rows(layers: list[torch.nn.Linear], weight: torch.Tensor) -> bool:
+    """Whether the layers' weights are still the consecutive rows of ``weight``."""
+    address, row_bytes = weight.data_ptr(), weight.stride(0) * weight.element_size()
+    for layer in layers:
+        if layer.weight.data_ptr() != address:
+            return False
+        address += layer.out_features * row_bytes
+    return True
 
 
 @dataclass(frozen=True)
@@ -158,9 +207,11 @@ class DecodeStep:
         self.query_heads = first.q.out_features // self.head_dim
         self.kv_heads = first.k.out_features // self.head_dim
         self.intermediate = first.gate.out_features
-        self._fused: list[FusedProjections] | None = None
-        self._fused_from: torch.Tensor | None = None  # the packed weight they were built beside
-        self._fusable: dict[int, bool] = {}  # rows -> fused products equal the separate ones
+        self._plain: list[FusedProjections] | None = None
+        self._packed: list[FusedProjections] | None = None
+        self._packed_from: torch.Tensor | None = None  # the packed weight they were built beside
+        # (packed, rows) -> whether the fused products equal the separate ones
+        self._fusable: dict[tuple[bool, int], bool] = {}
 
     @classmethod
     def for_model(cls, model: torch.nn.Module) -> "DecodeStep | None":
@@ -171,48 +222,63 @@ class DecodeStep:
             return None
         return cls(model)
 
-    def fused(self) -> list[FusedProjections] | None:
-        """The fused packed projections while the model runs packed, else None."""
+    def fused(self) -> list[FusedProjections]:
+        """The fused projections of the weights the layers run on now: packed while the model
+        runs packed (built on first use and after a re-pack), else plain (the layers' weights
+        made rows of one tensor on first use, and again where a weight was replaced since)."""
         marker = getattr(self.parts[0].q, PACKED_ATTRIBUTE, None)
-        if marker is None:
-            return None
-        if self._fused is None or self._fused_from is not marker:
-            self._fused = [self._fuse(parts) for parts in self.parts]
-            self._fused_from = marker
-            self._fusable = {}
-            size = sum(f.qkv.numel() + f.gate_up.numel() for f in self._fused) * 2
-            logger.info("fused packed q/k/v and gate/up projections (%.0f MiB)", size / 2**20)
-        return self._fused
+        if marker is not None:
+            if self._packed is None or self._packed_from is not marker:
+                self._packed = [self._fuse_packed(parts) for parts in self.parts]
+                self._packed_from = marker
+                self._fusable = {key: same for key, same in self._fusable.items() if not key[0]}
+                size = sum(f.qkv.numel() + f.gate_up.numel() for f in self._packed) * 2
+                logger.info("fused packed q/k/v and gate/up projections (%.0f MiB)",
+                            size / 2**20)
+            return self._packed
+        if self._plain is None or not all(
+                _shares_rows(parts.qkv, fused.qkv) and _shares_rows(parts.gate_up, fused.gate_up)
+                for parts, fused in zip(self.parts, self._plain)):
+            self._plain = [self._fuse_plain(parts) for parts in self.parts]
+            self._fusable = {key: same for key, same in self._fusable.items() if key[0]}
+        return self._plain
 
     def fused_for(self, rows: int) -> list[FusedProjections] | None:
-        """:meth:`fused` where a step of ``rows`` rows gets the same numbers from them.
+        """:meth:`fused` where a step of ``rows`` rows gets the same numbers from them, else
+        None (the projections run one by one).
 
-        oneDNN picks its blocking from the product's shape, and for some row counts (measured:
-        96 rows at SmolLM2's widths, 64 and 128 at Qwen2.5-0.5B's, 33 and more at Llama-3-8B's)
-        the wider fused product sums in another order than the separate ones. So each row count
-        is checked once, on a seeded random input through the first layer's weights (the
-        blocking depends on the shape, which every layer shares), and runs unfused where the
-        sums differ.
+        A matmul library picks its blocking from the product's shape, and for some row counts
+        (oneDNN, measured: 96 rows at SmolLM2's widths, 64 and 128 at Qwen2.5-0.5B's, 33 and
+        more at Llama-3-8B's) the wider fused product sums in another order than the separate
+        ones. So each row count is checked once, on a seeded random input through the first
+        layer's weights (the blocking depends on the shape, which every layer shares), and runs
+        unfused where the sums differ.
         """
         fused = self.fused()
-        if fused is None:
-            return None
-        same = self._fusable.get(rows)
+        key = (fused[0].packed, rows)
+        same = self._fusable.get(key)
         if same is None:
-            same = self._fusable[rows] = _fused_products_agree(self.parts[0], fused[0], rows)
+            same = self._fusable[key] = _fused_products_agree(self.parts[0], fused[0], rows)
             if not same:
-                logger.info("decode steps of %d rows run unfused projections (oneDNN sums the "
-                            "fused ones in another order)", rows)
+                logger.info("decode steps of %d rows run unfused projections (the fused ones "
+                            "sum in another order)", rows)
         return fused if same else None
 
     @staticmethod
-    def _fuse(parts: LayerParts) -> FusedProjections:
+    def _fuse_packed(parts: LayerParts) -> FusedProjections:
         with torch.no_grad():
             return FusedProjections(
                 qkv=pack_weight(torch.cat([p.weight for p in parts.qkv])),
                 qkv_bias=_concatenated_bias(parts.qkv),
                 gate_up=pack_weight(torch.cat([p.weight for p in parts.gate_up])),
-                gate_up_bias=_concatenated_bias(parts.gate_up))
+                gate_up_bias=_concatenated_bias(parts.gate_up), packed=True)
+
+    @staticmethod
+    def _fuse_plain(parts: LayerParts) -> FusedProjections:
+        qkv, qkv_bias = share_rows(parts.qkv)
+        gate_up, gate_up_bias = share_rows(parts.gate_up)
+        return FusedProjections(qkv=qkv, qkv_bias=qkv_bias, gate_up=gate_up,
+                                gate_up_bias=gate_up_bias, packed=False)
 
     def __call__(self, ids: torch.Tensor, *, mask: torch.Tensor, positions: torch.Tensor,
                  cache) -> torch.Tensor:
@@ -241,7 +307,7 @@ class DecodeStep:
         for index, layer in enumerate(self.parts):
             x = _rms_norm(layer.input_norm, hidden)
             if fused is not None:
-                qkv = packed_product(x, fused[index].qkv, fused[index].qkv_bias)
+                qkv = fused[index].qkv_product(x)
                 qk = _rotate(qkv[..., :qk_width].view(rows, 1, -1, head_dim), cos, sin)
                 query, key = qk[:, :, :query_heads], qk[:, :, query_heads:]
                 value = qkv[..., qk_width:].view(rows, 1, -1, head_dim)
@@ -254,7 +320,7 @@ class DecodeStep:
             hidden = hidden + _linear(layer.o, out.reshape(rows, 1, q_width))
             x = _rms_norm(layer.post_norm, hidden)
             if fused is not None:
-                gate_up = packed_product(x, fused[index].gate_up, fused[index].gate_up_bias)
+                gate_up = fused[index].gate_up_product(x)
                 gate, up = gate_up[..., : self.intermediate], gate_up[..., self.intermediate:]
             else:
                 gate, up = _linear(layer.gate, x), _linear(layer.up, x)
@@ -304,20 +370,19 @@ class DecodeStep:
 
 
 def _fused_products_agree(parts: LayerParts, fused: FusedProjections, rows: int) -> bool:
-    """Whether ``fused``'s products equal the layer's separate packed ones bit for bit on a
-    seeded random ``[rows, 1, hidden]`` input."""
+    """Whether ``fused``'s products equal the layer's separate ones (as the step would run them)
+    bit for bit on a seeded random ``[rows, 1, hidden]`` input."""
     weight = parts.q.weight
     generator = torch.Generator(device="cpu").manual_seed(0)
-    x = torch.randn((rows, 1, weight.shape[1]), generator=generator).to(weight.dtype)
+    x = torch.randn((rows, 1, weight.shape[1]), generator=generator).to(weight.device,
+                                                                        weight.dtype)
 
     def separate(projections: list[torch.nn.Linear]) -> torch.Tensor:
-        return torch.cat([packed_product(x, getattr(p, PACKED_ATTRIBUTE), p.bias)
-                          for p in projections], dim=-1)
+        return torch.cat([_linear(p, x) for p in projections], dim=-1)
 
     with torch.no_grad():
-        return (torch.equal(packed_product(x, fused.qkv, fused.qkv_bias), separate(parts.qkv))
-                and torch.equal(packed_product(x, fused.gate_up, fused.gate_up_bias),
-                                separate(parts.gate_up)))
+        return (torch.equal(fused.qkv_product(x), separate(parts.qkv))
+                and torch.equal(fused.gate_up_product(x), separate(parts.gate_up)))
 
 
 def _linear(layer: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:

@@ -63,9 +63,10 @@ class LM:
             model on a CPU with oneDNN bf16 kernels); True: required (an error where it does
             not apply).
         fast_decode: run single-token decode steps through :class:`~greater.lm.decode_step.
-            DecodeStep` (transformers' operations without its per-layer plumbing, fused packed
-            projections: the same logits bit for bit, less host work per token; on a packed
-            model one more copy of the q/k/v and gate/up weights). None: for the
+            DecodeStep` (transformers' operations without its per-layer plumbing, fused q/k/v
+            and gate/up projections: the same logits bit for bit, less host work per token; on
+            a packed model one more copy of those weights, on plain weights none: they become
+            rows of one tensor). None: for the
             architectures it covers (Llama, Qwen2), transformers' forward elsewhere; True:
             required (an error naming why where it does not apply); False: never.
     """
