@@ -1,9 +1,9 @@
 """What produced a result: recorded with every optimisation and evaluation result.
 
 Provenance is enough to reproduce a number later: the method and its full config and seed, the
-model with its dtype and device, library versions, the project's git commit (when run from a
-checkout), the date the run was made, a digest of the data it read, the preset it started from
-and the date string pinned into chat templates. It never holds a secret: API keys and tokens
+model with its dtype, device and linear-layer kernels, library versions, the project's git
+commit (when run from a checkout), the date the run was made, a digest of the data it read, the
+preset it started from and the date string pinned into chat templates. It never holds a secret: API keys and tokens
 stay in the environment (:func:`scrub` drops any field whose name says it is one).
 """
 
@@ -64,6 +64,7 @@ def provenance(*, method: str | None, lm: Any, task: Any, config: dict[str, Any]
         "model": lm.name,
         "dtype": str(lm.dtype).removeprefix("torch."),
         "device": str(lm.device),
+        "linear_kernels": getattr(lm, "linear_kernels", None),
         "versions": library_versions(),
         "git_commit": git_commit(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

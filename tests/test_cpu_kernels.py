@@ -1,12 +1,13 @@
-"""Prepacked oneDNN linear weights (greater.lm.cpu_kernels): same numbers, gradients intact."""
+"""Prepacked oneDNN linear weights (greater.lm.cpu_kernels): bf16 the same numbers, fp32 the same
+to rounding, gradients intact."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from greater.lm.cpu_kernels import (PACKED_ATTRIBUTE, can_pack, is_packed, pack_linears,
-                                    plain_linears, unpack_linears)
+from greater.lm.cpu_kernels import (FP32_PACKED_MIN_ROWS, PACKED_ATTRIBUTE, can_pack, is_packed,
+                                    pack_linears, plain_linears, runs_packed, unpack_linears)
 
 
 def _model(dtype=torch.bfloat16) -> torch.nn.Module:
@@ -19,11 +20,55 @@ needs_onednn_bf16 = pytest.mark.skipif(
     not can_pack(_model()), reason="this CPU has no oneDNN bf16 kernels to pack for")
 
 
-def test_can_pack_only_bf16_on_cpu():
-    assert not can_pack(_model(torch.float32))
+def test_can_pack_fp32_and_bf16_with_native_kernels():
+    assert can_pack(_model(torch.float32))
+    assert can_pack(_model()) == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert not can_pack(_model(torch.float16))
     assert not can_pack(torch.nn.Module())  # no parameters
-    with pytest.raises(ValueError, match="bf16 model on a CPU"):
-        pack_linears(_model(torch.float32))
+    with pytest.raises(ValueError, match="fp32 model on a CPU with oneDNN"):
+        pack_linears(_model(torch.float16))
+
+
+def test_packed_kernel_from_two_fp32_rows_on_and_always_in_bf16():
+    assert not runs_packed(1, torch.float32) and runs_packed(FP32_PACKED_MIN_ROWS, torch.float32)
+    assert runs_packed(1, torch.bfloat16)
+    assert not runs_packed(16, torch.float16)
+
+
+@pytest.mark.parametrize("shape", [(5, 64), (3, 7, 64), (40, 64)])
+def test_packed_fp32_equals_plain_to_rounding_and_is_deterministic(shape):
+    """oneDNN sums in its own order: the same products as MKL's to float32 rounding, and the
+    same numbers on every call."""
+    model = _model(torch.float32)
+    x = torch.randn(*shape)
+    with torch.inference_mode():
+        plain = model(x)
+        report = pack_linears(model)
+        packed, again = model(x), model(x)
+    assert report.layers == 2 and report.bytes == (64 * 96 + 96 * 32) * 4
+    assert packed.shape == plain.shape
+    torch.testing.assert_close(packed, plain, rtol=1e-5, atol=1e-5)
+    assert torch.equal(packed, again)
+
+
+def test_one_fp32_row_runs_the_plain_kernel():
+    """At one row the plain (MKL) product is the faster: a packed fp32 layer runs it, so its
+    result is the plain model's bit for bit."""
+    model = _model(torch.float32)
+    x = torch.randn(1, 1, 64)
+    with torch.inference_mode():
+        plain = model(x)
+        pack_linears(model)
+        assert torch.equal(model(x), plain)
+
+
+def test_fp32_gradient_passes_use_the_plain_weights():
+    model = _model(torch.float32)
+    x = torch.randn(4, 64, requires_grad=True)
+    (grad_plain,) = torch.autograd.grad(model(x).sum(), x)
+    pack_linears(model)
+    (grad_packed,) = torch.autograd.grad(model(x).sum(), x)
+    assert torch.equal(grad_packed, grad_plain)
 
 
 @needs_onednn_bf16

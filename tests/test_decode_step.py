@@ -1,7 +1,8 @@
 """greater.lm.decode_step: the fast single-token step gives transformers' logits bit for bit.
 
 Checked on the real stand-ins: smollm2-135m (Llama) in bf16 (packed for oneDNN on CPUs with its
-bf16 kernels, plain elsewhere) and in fp32 (plain weights, the path a GPU takes), with fused q/k/v
+bf16 kernels, plain elsewhere) and in fp32 (packed for oneDNN from two rows on; plain weights, the
+path a GPU takes, at one row and under ``plain_linears``), with fused q/k/v
 and gate/up projections wherever they sum as the separate ones do; qwen2.5-0.5b (Qwen2, biased
 q/k/v projections) in bf16 (slow). Generation runs the fast step for every decode step and must
 give the same tokens as with the step switched off; one decode step's logits must be equal as
@@ -16,7 +17,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausa
 
 from greater.evaluate import ZERO_SHOT_COT_PROMPT
 from greater.lm import LM
-from greater.lm.cpu_kernels import can_pack, plain_linears
+from greater.lm.cpu_kernels import can_pack, is_packed, plain_linears
 from greater.lm.decode_step import DecodeStep, unsupported_reason
 from greater.lm.generation import Continuation, left_pad, mask_positions
 from greater.lm.kv_cache import cache_keyword, new_prefill_cache
@@ -122,12 +123,13 @@ def test_packed_model_fuses_projections_and_follows_repacking(lm16, gsm8k):
 def test_fusion_only_at_row_counts_where_the_sums_agree(which, request):
     """The once-per-row-count check (first layer, one seeded input) predicts whether another
     layer's fused products equal its separate ones on another input: packed bf16 weights where
-    the CPU packs them, plain bf16 elsewhere, plain fp32 everywhere."""
+    the CPU packs them, plain bf16 elsewhere; fp32 packed from two rows on, plain at one."""
     step = request.getfixturevalue(which).decode_step
-    parts, fused = step.parts[-1], step.fused()[-1]
+    parts = step.parts[-1]
     generator = torch.Generator().manual_seed(123)
     used = []
     for rows in (1, 5, 16, 64, 96):
+        fused = step.fused(rows)[-1]
         x = torch.randn((rows, 1, parts.q.in_features),
                         generator=generator).to(parts.q.weight.dtype)
         with torch.no_grad():
@@ -143,24 +145,39 @@ def test_plain_fusion_costs_no_memory_and_follows_replaced_weights(lm32, gsm8k):
     """On plain weights the layers' own q/k/v and gate/up weights become rows of the fused
     tensors (no copy); a weight replaced later is seen (the rows are made again), gradients
     still flow through the layers, and the step still gives transformers' logits."""
+    with plain_linears(lm32.model):  # fp32 on a CPU runs packed by default
+        step = lm32.decode_step
+        fused = step.fused()
+        assert not fused[0].packed
+        for parts, layer in zip(step.parts, fused):
+            assert parts.q.weight.data_ptr() == layer.qkv.data_ptr()
+            up_rows = layer.gate_up[parts.gate.out_features]
+            assert parts.up.weight.data_ptr() == up_rows.data_ptr()
+        middle = step.parts[len(step.parts) // 2]
+        middle.v.weight = torch.nn.Parameter(middle.v.weight.detach().clone(),
+                                             requires_grad=False)
+        again = step.fused()
+        assert again is not fused
+        index = len(step.parts) // 2
+        assert middle.v.weight.data_ptr() == again[index].qkv[
+            middle.q.out_features + middle.k.out_features].data_ptr()
+        x = torch.randn(2, middle.q.in_features, requires_grad=True)
+        (grad,) = torch.autograd.grad(middle.q(x).sum(), x)
+        assert torch.allclose(grad, middle.q.weight.sum(0).expand(2, -1), rtol=1e-5, atol=1e-5)
+        fast, plain = _step_logits_both_ways(lm32, _rows(lm32, gsm8k, 3))
+        assert torch.equal(fast, plain)
+
+
+def test_packed_fp32_runs_one_row_steps_plain(lm32, gsm8k):
+    """fp32 on the CPU is packed, except where MKL's one-row kernel is the faster: a one-row
+    step runs the plain fused projections (the layers' own weights), a wider one the packed
+    ones, and both give transformers' logits (which run the same kernels) bit for bit."""
     step = lm32.decode_step
-    fused = step.fused()
-    assert not fused[0].packed
-    for parts, layer in zip(step.parts, fused):
-        assert parts.q.weight.data_ptr() == layer.qkv.data_ptr()
-        assert parts.up.weight.data_ptr() == layer.gate_up[parts.gate.out_features].data_ptr()
-    middle = step.parts[len(step.parts) // 2]
-    middle.v.weight = torch.nn.Parameter(middle.v.weight.detach().clone(), requires_grad=False)
-    again = step.fused()
-    assert again is not fused
-    index = len(step.parts) // 2
-    assert middle.v.weight.data_ptr() == again[index].qkv[
-        middle.q.out_features + middle.k.out_features].data_ptr()
-    x = torch.randn(2, middle.q.in_features, requires_grad=True)
-    (grad,) = torch.autograd.grad(middle.q(x).sum(), x)
-    assert torch.allclose(grad, middle.q.weight.sum(0).expand(2, -1), rtol=1e-5, atol=1e-5)
-    fast, plain = _step_logits_both_ways(lm32, _rows(lm32, gsm8k, 3))
-    assert torch.equal(fast, plain)
+    assert is_packed(lm32.model) and lm32.linear_kernels == "onednn-packed"
+    assert not step.fused(1)[0].packed and step.fused(2)[0].packed
+    for n in (1, 2):
+        fast, plain = _step_logits_both_ways(lm32, _rows(lm32, gsm8k, n))
+        assert torch.equal(fast, plain), n
 
 
 @pytest.mark.slow

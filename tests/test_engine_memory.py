@@ -118,7 +118,10 @@ def test_generation_and_scoring_back_off_on_a_simulated_oom(lm32, monkeypatch):
     assert got == expected
     assert batches[0] == 3 and max(batches[batches.index(1):]) == 1
     batches.clear()
-    torch.testing.assert_close(lm32.next_token_logprobs(rows, batch_size=3), expected_lp)
+    # one row at a time: fp32 products run packed at 3 rows and MKL's at one (the output
+    # layer, on the last position), the same numbers to float32 rounding
+    torch.testing.assert_close(lm32.next_token_logprobs(rows, batch_size=3), expected_lp,
+                               rtol=1e-5, atol=1e-4)
     assert batches[0] == 3 and 1 in batches
 
 

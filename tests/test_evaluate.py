@@ -33,6 +33,8 @@ def test_evaluation_result_is_consistent(result, task, lm16):
     assert result.n_unparsed == sum(r.answer is None for r in result.records)
     assert result.config == {"split": "dev", "limit": 4, "max_new_tokens": 64, "batch_size": 16}
     assert result.provenance["dtype"] and result.provenance["device"] == "cpu"
+    assert result.provenance["linear_kernels"] == lm16.linear_kernels
+    assert lm16.linear_kernels in ("onednn-packed", "plain")
     assert result.provenance["data_digest"] == task.data_digest
     assert result.accuracy_strict == pytest.approx(accuracy(result.records, strict=True))
     assert all(r.strict_correct == (r.strict_answer == r.gold) for r in result.records)

@@ -23,11 +23,11 @@ step does differently from transformers' ``model(...)``, and why the numbers sta
   same input. A matmul library chooses its blocking from a product's shape, and for some row
   counts it sums the wider product in another order (oneDNN at a few, measured), so fusion is
   checked once per row count and skipped where the sums differ (:meth:`DecodeStep.fused_for`).
-  On plain weights (fp32, a GPU, bf16 where nothing is packed) the concatenation costs no
-  memory: the layers' own weights become consecutive rows of one tensor, which transformers'
-  forward reads as before (:func:`share_rows`). Where the linear layers run on prepacked oneDNN
-  weights (:mod:`greater.lm.cpu_kernels`), the concatenated packed weights are one more copy of
-  those projections (built on the first packed step, rebuilt after a re-pack);
+  On plain weights (a GPU, a CPU model left unpacked, one-row fp32 steps) the concatenation
+  costs no memory: the layers' own weights become consecutive rows of one tensor, which
+  transformers' forward reads as before (:func:`share_rows`). Where the linear layers run on
+  prepacked oneDNN weights (:mod:`greater.lm.cpu_kernels`), the concatenated packed weights are
+  one more copy of those projections (built on the first packed step, rebuilt after a re-pack);
 * on the CPU, a boolean attention mask is turned into the additive one
   ``scaled_dot_product_attention`` makes of it once per step instead of once per layer.
 
@@ -51,7 +51,7 @@ from transformers.integrations.sdpa_attention import pack_gqa, use_gqa_in_sdpa
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from greater.lm.cpu_kernels import PACKED_ATTRIBUTE, pack_weight, packed_product
+from greater.lm.cpu_kernels import PACKED_ATTRIBUTE, pack_weight, packed_product, runs_packed
 
 logger = logging.getLogger(__name__)
 
@@ -222,17 +222,21 @@ class DecodeStep:
             return None
         return cls(model)
 
-    def fused(self) -> list[FusedProjections]:
-        """The fused projections of the weights the layers run on now: packed while the model
-        runs packed (built on first use and after a re-pack), else plain (the layers' weights
-        made rows of one tensor on first use, and again where a weight was replaced since)."""
-        marker = getattr(self.parts[0].q, PACKED_ATTRIBUTE, None)
-        if marker is not None:
+    def fused(self, rows: int | None = None) -> list[FusedProjections]:
+        """The fused projections of the weights the layers run on now (at ``rows`` rows, where
+        given): packed while the model runs packed there (built on first use and after a
+        re-pack), else plain (the layers' weights made rows of one tensor on first use, and
+        again where a weight was replaced since). A packed fp32 model runs one-row products
+        plain (:func:`~greater.lm.cpu_kernels.runs_packed`)."""
+        first = self.parts[0].q
+        marker = getattr(first, PACKED_ATTRIBUTE, None)
+        if marker is not None and (rows is None or runs_packed(rows, first.weight.dtype)):
             if self._packed is None or self._packed_from is not marker:
                 self._packed = [self._fuse_packed(parts) for parts in self.parts]
                 self._packed_from = marker
                 self._fusable = {key: same for key, same in self._fusable.items() if not key[0]}
-                size = sum(f.qkv.numel() + f.gate_up.numel() for f in self._packed) * 2
+                size = sum(sum(p.weight.numel() * p.weight.element_size()
+                               for p in parts.qkv + parts.gate_up) for parts in self.parts)
                 logger.info("fused packed q/k/v and gate/up projections (%.0f MiB)",
                             size / 2**20)
             return self._packed
@@ -254,7 +258,7 @@ class DecodeStep:
         layer's weights (the blocking depends on the shape, which every layer shares), and runs
         unfused where the sums differ.
         """
-        fused = self.fused()
+        fused = self.fused(rows)
         key = (fused[0].packed, rows)
         same = self._fusable.get(key)
         if same is None:

@@ -24,7 +24,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from greater.cost import CostMeter
 from greater.devices import free_memory_bytes
 from greater.lm.batching import ModelShape, RowCosts, fit_batch_size, run_with_backoff
-from greater.lm.cpu_kernels import can_pack, pack_linears
+from greater.lm.cpu_kernels import can_pack, is_packed, pack_linears
 from greater.lm.decode_step import DecodeStep, unsupported_reason
 from greater.lm.generation import Continuation, Generation, Generator, left_pad, \
     mask_positions
@@ -58,10 +58,12 @@ class LM:
         memory_budget: bytes the engine's batches may use; None: the free memory of a CUDA
             device, and no limit elsewhere (see :mod:`greater.lm.batching`).
         pack_weights: run the linear layers on weights prepacked for oneDNN where no gradient
-            is needed (:mod:`greater.lm.cpu_kernels`: the same numbers at most shapes, 2-2.6x
-            faster layers, one extra copy of the weights). None: wherever it applies (a bf16
-            model on a CPU with oneDNN bf16 kernels); True: required (an error where it does
-            not apply).
+            is needed (:mod:`greater.lm.cpu_kernels`; one extra copy of the weights): in bf16
+            the same numbers at most shapes and 2-2.6x faster layers, in fp32 the same numbers
+            to float32 rounding (oneDNN's summation order, not MKL's) and 1.3-2.3x faster
+            layers from two rows on. None: wherever it applies (an fp32 model on a CPU, or a
+            bf16 one on a CPU with oneDNN bf16 kernels); True: required (an error where it does
+            not apply); False: never (transformers' own kernels, bit for bit).
         fast_decode: run single-token decode steps through :class:`~greater.lm.decode_step.
             DecodeStep` (transformers' operations without its per-layer plumbing, fused q/k/v
             and gate/up projections: the same logits bit for bit, less host work per token; on
@@ -115,6 +117,12 @@ class LM:
     @property
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
+
+    @property
+    def linear_kernels(self) -> str:
+        """What the linear layers run on where no gradient is wanted (recorded in provenance):
+        ``"onednn-packed"`` (:mod:`greater.lm.cpu_kernels`) or ``"plain"`` (torch's own)."""
+        return "onednn-packed" if is_packed(self.model) else "plain"
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text`` with no special tokens added."""
