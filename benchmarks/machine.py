@@ -25,8 +25,9 @@ def cpu_model() -> str | None:
 def machine_info(lm=None) -> dict:
     """Threads, cores, the CPU (model, ATen's vector capability, native bf16 or not), OpenMP
     wait policy, load average at the time of the call, versions, and the dtype of ``lm``'s
-    weights and the kernels its linear layers run on where one is given. Results from different CPUs are not comparable: an AVX2-only
-    CPU runs bf16 matmuls about 6x slower than fp32 ones."""
+    weights and the kernels its linear layers run on where one is given. Results from
+    different CPUs are not comparable: an AVX2-only CPU runs bf16 matmuls about 6x slower than
+    fp32 ones."""
     load = os.getloadavg() if hasattr(os, "getloadavg") else (None, None, None)
     info = {} if lm is None else {"dtype": str(lm.dtype).removeprefix("torch."),
                                   "linear_kernels": lm.linear_kernels}

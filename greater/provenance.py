@@ -3,8 +3,9 @@
 Provenance is enough to reproduce a number later: the method and its full config and seed, the
 model with its dtype, device and linear-layer kernels, library versions, the project's git
 commit (when run from a checkout), the date the run was made, a digest of the data it read, the
-preset it started from and the date string pinned into chat templates. It never holds a secret: API keys and tokens
-stay in the environment (:func:`scrub` drops any field whose name says it is one).
+preset it started from and the date string pinned into chat templates. It never holds a
+secret: API keys and tokens stay in the environment (:func:`scrub` drops any field whose name
+says it is one).
 """
 
 from __future__ import annotations
